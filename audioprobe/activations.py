@@ -1,0 +1,96 @@
+"""Extracting, pooling and summarising per-layer activations.
+
+Extraction reads clips batch by batch, runs the model once per batch for every requested layer and
+streams each layer into its own HDF5 file, so peak memory depends on the batch size, not the number of
+clips.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from audioprobe.datasets.manifest import labels_of, load_clip
+from audioprobe.io.store import LayerFile, LayerWriter, write_arrays
+
+log = logging.getLogger(__name__)
+
+POOL_STATS = {"mean": np.mean, "max": np.max}
+
+
+def clip_samples(clip_seconds: float, sample_rate: int) -> int:
+    return int(round(clip_seconds * sample_rate))
+
+
+def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_seconds: float,
+            batch_size: int = 32, dtype: str = "float32", compression: str = "gzip", attrs: dict | None = None):
+    """Write one HDF5 file per layer (``outputs``: layer -> path) for every clip of the manifest."""
+    layers = model.check_layers(list(outputs))
+    samples = clip_samples(clip_seconds, model.sample_rate)
+    writers = {layer: LayerWriter(path, len(clips), model.layer_shape(layer, samples), dtype=dtype,
+                                  compression=compression,
+                                  attrs={**(attrs or {}), "layer": layer, "axes": ",".join(model.layer_axes(layer)),
+                                         "model": model.name, "weights_sha256": model.weights_sha256})
+               for layer, path in outputs.items()}
+    started = time.monotonic()
+    try:
+        for first in range(0, len(clips), batch_size):
+            rows = clips.iloc[first:first + batch_size]
+            batch = np.stack([load_clip(root, row, model.sample_rate, samples) for _, row in rows.iterrows()])
+            for layer, values in model.activations(batch, layers).items():
+                writers[layer].write(values.astype(dtype, copy=False))
+            done = first + len(rows)
+            rate = done / max(time.monotonic() - started, 1e-9)
+            log.info("%d/%d clips (%.1f clips/s)", done, len(clips), rate)
+        for writer in writers.values():
+            writer.finish(clips["clip_id"].tolist(), labels_of(clips))
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+
+
+def pool(layer_path, out_path, *, axes: list[str], stat: str = "mean", attrs: dict | None = None) -> None:
+    """Reduce a layer file over named axes (e.g. patch, time, freq) to one flat vector per clip."""
+    if stat not in POOL_STATS:
+        raise ValueError(f"pooling stat {stat!r} is unknown; use one of {', '.join(POOL_STATS)}")
+    with LayerFile(layer_path) as layer:
+        names = str(layer.attrs["axes"]).split(",")
+        unknown = [a for a in axes if a not in names]
+        if unknown:
+            raise ValueError(f"{layer_path}: cannot pool over {unknown[0]!r}; its axes are {', '.join(names)}")
+        reduce_over = tuple(1 + names.index(a) for a in axes)
+        data = layer.activations
+        pooled = np.concatenate([
+            POOL_STATS[stat](data[i:i + 256], axis=reduce_over).reshape(min(256, data.shape[0] - i), -1)
+            for i in range(0, data.shape[0], 256)]) if data.shape[0] else np.zeros((0, 0), np.float32)
+        kept = [n for n in names if n not in axes]
+        write_arrays(out_path, {"activations": pooled.astype(np.float32)}, clip_ids=layer.clip_ids,
+                     labels=layer.labels,
+                     attrs={**{k: v for k, v in layer.attrs.items() if k not in ("complete", "layer_shape")},
+                            **(attrs or {}), "pooled_axes": ",".join(axes), "pool_stat": stat,
+                            "kept_axes": ",".join(kept)})
+
+
+def summarise(layer_paths: dict[str, str]) -> pd.DataFrame:
+    """Per layer: shape, clips, mean, standard deviation and fraction of zeros of the activations."""
+    rows = []
+    for layer, path in layer_paths.items():
+        with LayerFile(path) as file:
+            data = file.activations
+            total, squares, zeros, count = 0.0, 0.0, 0, 0
+            for i in range(0, data.shape[0], 64):
+                block = data[i:i + 64].astype(np.float64)
+                total += block.sum()
+                squares += np.square(block).sum()
+                zeros += int((block == 0).sum())
+                count += block.size
+            mean = total / count if count else float("nan")
+            rows.append({"layer": layer, "shape": "x".join(map(str, data.shape[1:])), "clips": data.shape[0],
+                         "values_per_clip": int(np.prod(data.shape[1:])), "mean": mean,
+                         "std": float(np.sqrt(max(squares / count - mean ** 2, 0.0))) if count else float("nan"),
+                         "fraction_zero": zeros / count if count else float("nan")})
+    return pd.DataFrame(rows)

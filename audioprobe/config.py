@@ -1,0 +1,77 @@
+"""Config checking beyond the schema: defaults in nested entries, and cross-references between sections."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_schema(path=SCHEMA) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Fill schema defaults into ``config`` in place, through properties, additionalProperties, $ref and
+    if/then branches (snakemake's own ``set_default`` only follows ``properties``)."""
+    _fill(config, schema, schema)
+    return config
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    while "$ref" in node:
+        ref = node["$ref"]
+        target = root
+        for part in ref.lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _fill(value, node: dict, root: dict) -> None:
+    node = _resolve(node, root)
+    if not isinstance(value, dict):
+        return
+    for key, sub in node.get("properties", {}).items():
+        if not isinstance(sub, dict):
+            continue
+        sub = _resolve(sub, root)
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value:
+            _fill(value[key], sub, root)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in value:
+            if key not in node.get("properties", {}):
+                _fill(value[key], extra, root)
+    for branch in node.get("allOf", []):
+        condition = branch.get("if", {}).get("properties", {})
+        if all(value.get(k) == c.get("const") for k, c in condition.items()):
+            _fill(value, branch.get("then", {}), root)
+
+
+def check_references(config: dict, layer_names) -> None:
+    """Every run names a configured model and dataset, and every requested layer exists."""
+    for index, run in enumerate(config["activations"]["runs"]):
+        for section in ("model", "dataset"):
+            name = run[section]
+            if name not in config[section + "s"]:
+                known = ", ".join(config[section + "s"]) or "none"
+                raise ConfigError(f"activations.runs[{index}].{section}: {name!r} is not under {section}s "
+                                  f"(configured: {known})")
+        layers = config["activations"]["layers"]
+        if layers != "all":
+            known = layer_names(config["models"][run["model"]]["kind"])
+            unknown = [layer for layer in layers if layer not in known]
+            if unknown:
+                raise ConfigError(f"activations.layers: model {run['model']!r} has no layer {unknown[0]!r}; "
+                                  f"its layers are {', '.join(known)}")

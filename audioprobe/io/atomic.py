@@ -1,0 +1,75 @@
+"""Write files so that a reader never sees half of one: temporary name in the same folder, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def write_json(path, record) -> None:
+    write_text(path, json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def write_csv(path, frame, config=None) -> None:
+    """A pandas table as CSV; ``config`` goes into a leading ``# config: {...}`` comment line."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            if config is not None:
+                handle.write("# config: " + canonical_json(config) + "\n")
+            frame.to_csv(handle, index=False, lineterminator="\n", float_format="%.6g")
+
+
+def read_csv(path):
+    import pandas as pd
+
+    return pd.read_csv(path, comment=None, skiprows=_config_lines(path), keep_default_na=False,
+                       na_values=[""])
+
+
+def read_csv_config(path):
+    with open(path) as handle:
+        first = handle.readline()
+    if first.startswith("# config: "):
+        return json.loads(first[len("# config: "):])
+    return None
+
+
+def _config_lines(path) -> int:
+    with open(path) as handle:
+        return 1 if handle.readline().startswith("# config: ") else 0
+
+
+def canonical_json(record) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a JSON record")

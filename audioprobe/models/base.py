@@ -1,0 +1,46 @@
+"""What every model adapter offers the analyses.
+
+An adapter wraps one network. The analyses only use this interface, so adding a model never touches them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class ModelAdapter(ABC):
+    #: short name used in paths and tables
+    name: str
+    #: sample rate the network expects, in Hz
+    sample_rate: int
+    #: checksum of the weights file, recorded in every artifact made from this model
+    weights_sha256: str = ""
+
+    @abstractmethod
+    def layers(self) -> list[str]:
+        """Names of the layers whose activations can be cached, input side first."""
+
+    @abstractmethod
+    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        """Shape of one clip's activations at ``layer`` for clips of ``clip_samples`` samples."""
+
+    @abstractmethod
+    def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        """One forward pass over a batch [clips, samples]; returns {layer: [clips, *layer_shape]}."""
+
+    @abstractmethod
+    def forward_from(self, layer: str, activations: np.ndarray) -> dict[str, np.ndarray]:
+        """Continue the network from ``layer``'s activations [clips, *layer_shape] to its outputs."""
+
+    @abstractmethod
+    def differentiable(self, layers: list[str]):
+        """A function of a waveform batch (framework tensor) to {layer: tensor}, that gradients flow through."""
+
+    def check_layers(self, layers: list[str]) -> list[str]:
+        known = self.layers()
+        unknown = [layer for layer in layers if layer not in known]
+        if unknown:
+            raise ValueError(f"model {self.name!r} has no layer {unknown[0]!r}; its layers are {', '.join(known)}")
+        return list(layers)

@@ -1,0 +1,216 @@
+"""YAMNet, layer by layer, in TensorFlow.
+
+The same front end as the reference model (16 kHz; 25 ms Hann STFT with 10 ms hop; 64 mel bands from 125
+to 7500 Hz; log(mel + 0.001); patches of 96 frames every 48 frames) and its 14 conv layers, global average
+pooling, a 521-way dense layer and a sigmoid. Each clip is padded the way YAMNet pads a waveform, so a
+clip of ``S`` samples always gives the same number of patches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from audioprobe.models.base import ModelAdapter
+from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights, load_weights
+
+SAMPLE_RATE = 16000
+STFT_WINDOW = 400
+STFT_HOP = 160
+FFT_LENGTH = 512
+MEL_BANDS = 64
+MEL_MIN_HZ = 125.0
+MEL_MAX_HZ = 7500.0
+LOG_OFFSET = 0.001
+PATCH_FRAMES = 96
+PATCH_HOP_FRAMES = 48
+MIN_SAMPLES = int((0.96 + 0.025 - 0.010) * SAMPLE_RATE)  # 15,600: one full patch
+PATCH_HOP_SAMPLES = int(0.48 * SAMPLE_RATE)
+LAYERS = [f"layer{i}" for i in range(1, len(LAYER_DEFS) + 1)]
+AXES = ("patch", "time", "freq", "channel")
+
+
+def padded_length(samples: int) -> int:
+    """YAMNet's padding: at least one patch, then whole patch hops."""
+    samples = max(samples, MIN_SAMPLES)
+    hops = math.ceil((samples - MIN_SAMPLES) / PATCH_HOP_SAMPLES)
+    return MIN_SAMPLES + hops * PATCH_HOP_SAMPLES
+
+
+def patches_for(samples: int) -> int:
+    return 1 + (padded_length(samples) - MIN_SAMPLES) // PATCH_HOP_SAMPLES
+
+
+def conv_output_shapes() -> list[tuple[int, int, int]]:
+    """(time, freq, channels) of each conv layer for one 96 x 64 patch."""
+    time, freq, shapes = PATCH_FRAMES, MEL_BANDS, []
+    for _, stride, filters in LAYER_DEFS:
+        time, freq = math.ceil(time / stride), math.ceil(freq / stride)
+        shapes.append((time, freq, filters))
+    return shapes
+
+
+NUMERICS = ("float", "tflite")
+
+
+class Yamnet(ModelAdapter):
+    """YAMNet adapter.
+
+    ``numerics="float"`` computes in float32 throughout (differentiable; what the Keras model computes).
+    ``numerics="tflite"`` reproduces the TFLite export's dynamic-range arithmetic, where int8 kernels meet
+    inputs quantised to int8 per patch (conv) or per row (dense): it matches the interpreter to float
+    rounding. Gradients always use float numerics.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, weights: YamnetWeights, name: str = "yamnet", threads: int | None = None,
+                 numerics: str = "float"):
+        import tensorflow as tf
+
+        if numerics not in NUMERICS:
+            raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}, not {numerics!r}")
+        if numerics == "tflite" and not all(weights.frontend.get(k) is not None for k in ("dft_real", "mel")):
+            raise ValueError(f"numerics='tflite' needs quantised weights from a TFLite export; "
+                             f"{weights.source} has none: use numerics='float'")
+        self.numerics = numerics
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        self.name = name
+        self.weights_sha256 = weights.sha256
+        self.tf = tf
+        self._params = [{part: (tf.constant(k), tf.constant(b)) for part, (k, b) in layer.items()}
+                        for layer in weights.layers]
+        self._logits = (tf.constant(weights.logits[0]), tf.constant(weights.logits[1]))
+        self._hybrid = {key: (tf.constant(k), tf.constant(scale)) for key, (k, scale) in weights.hybrid.items()}
+        self._frontend = {key: (tuple(tf.constant(v) for v in value) if isinstance(value, tuple)
+                                else tf.constant(value)) for key, value in weights.frontend.items()
+                          if value is not None}
+        self._mel = tf.signal.linear_to_mel_weight_matrix(
+            num_mel_bins=MEL_BANDS, num_spectrogram_bins=FFT_LENGTH // 2 + 1, sample_rate=SAMPLE_RATE,
+            lower_edge_hertz=MEL_MIN_HZ, upper_edge_hertz=MEL_MAX_HZ)
+        self._shapes = conv_output_shapes()
+        self._compiled = {}
+
+    # --- interface -------------------------------------------------------------------------------------
+    def layers(self) -> list[str]:
+        return list(LAYERS)
+
+    def layer_axes(self, layer: str) -> tuple[str, ...]:
+        self.check_layers([layer])
+        return AXES
+
+    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        self.check_layers([layer])
+        return (patches_for(clip_samples), *self._shapes[LAYERS.index(layer)])
+
+    def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        layers = self.check_layers(layers)
+        key = ("act", tuple(layers))
+        if key not in self._compiled:
+            self._compiled[key] = self.tf.function(
+                lambda w: self._waveform_to_layers(w, layers, self.numerics), reduce_retracing=True)
+        waveforms = np.asarray(waveforms, dtype=np.float32)
+        padded = np.pad(waveforms, ((0, 0), (0, padded_length(waveforms.shape[1]) - waveforms.shape[1])))
+        out = self._compiled[key](self.tf.constant(padded))
+        return {layer: out[layer].numpy() for layer in layers}
+
+    def forward_from(self, layer: str, activations: np.ndarray) -> dict[str, np.ndarray]:
+        """Run layers after ``layer`` and the head; activations [clips, patches, time, freq, channels]."""
+        start = LAYERS.index(self.check_layers([layer])[0]) + 1
+        key = ("from", start)
+        if key not in self._compiled:
+            self._compiled[key] = self.tf.function(lambda x: self._continue(x, start, self.numerics),
+                                                   reduce_retracing=True)
+        out = self._compiled[key](self.tf.constant(np.asarray(activations, dtype=np.float32)))
+        return {name: value.numpy() for name, value in out.items()}
+
+    def differentiable(self, layers: list[str]):
+        layers = self.check_layers(layers)
+        return lambda waveforms: self._waveform_to_layers(waveforms, layers, "float")
+
+    # --- TensorFlow graph --------------------------------------------------------------------------------
+    def log_mel_patches(self, waveforms, numerics: str = "float"):
+        """[clips, samples] (already padded) -> [clips, patches, 96, 64]."""
+        tf = self.tf
+        if numerics == "tflite":
+            frames = tf.signal.frame(waveforms, STFT_WINDOW, STFT_HOP) * self._frontend["window"]
+            half = (FFT_LENGTH - STFT_WINDOW) // 2  # the export centres each frame in the DFT window
+            frames = tf.pad(frames, [[0, 0], [0, 0], [half, FFT_LENGTH - STFT_WINDOW - half]])
+            real = self._hybrid_dense(frames, *self._frontend["dft_real"])
+            imag = self._hybrid_dense(frames, *self._frontend["dft_imag"])
+            spectrogram = tf.sqrt(real * real + imag * imag)
+            log_mel = tf.math.log(self._hybrid_dense(spectrogram, *self._frontend["mel"]) + self._frontend["mel_bias"])
+        else:
+            spectrogram = tf.abs(tf.signal.stft(waveforms, STFT_WINDOW, STFT_HOP, FFT_LENGTH))
+            log_mel = tf.math.log(tf.tensordot(spectrogram, self._mel, 1) + LOG_OFFSET)
+        return tf.signal.frame(log_mel, PATCH_FRAMES, PATCH_HOP_FRAMES, axis=1)
+
+    def _waveform_to_layers(self, waveforms, layers, numerics):
+        tf = self.tf
+        patches = self.log_mel_patches(waveforms, numerics)
+        clips, count = tf.shape(patches)[0], tf.shape(patches)[1]
+        net = tf.reshape(patches, [-1, PATCH_FRAMES, MEL_BANDS, 1])
+        last = max(LAYERS.index(layer) for layer in layers)
+        out = {}
+        for index in range(last + 1):
+            net = self._block(net, index, numerics)
+            if LAYERS[index] in layers:
+                out[LAYERS[index]] = tf.reshape(net, [clips, count, *self._shapes[index]])
+        return out
+
+    def _continue(self, activations, start, numerics):
+        tf = self.tf
+        clips, count = tf.shape(activations)[0], tf.shape(activations)[1]
+        net = tf.reshape(activations, [-1, *activations.shape[2:]])
+        for index in range(start, len(LAYERS)):
+            net = self._block(net, index, numerics)
+        embedding = tf.reduce_mean(net, axis=[1, 2])
+        if numerics == "tflite" and "logits" in self._hybrid:
+            logits = self._hybrid_dense(embedding, *self._hybrid["logits"]) + self._logits[1]
+        else:
+            logits = tf.matmul(embedding, self._logits[0]) + self._logits[1]
+        return {"embedding": tf.reshape(embedding, [clips, count, -1]),
+                "logits": tf.reshape(logits, [clips, count, -1]),
+                "scores": tf.reshape(tf.sigmoid(logits), [clips, count, -1])}
+
+    def _block(self, net, index, numerics):
+        tf = self.tf
+        kind, stride, _ = LAYER_DEFS[index]
+        params = self._params[index]
+        if kind == "conv":
+            return tf.nn.relu(self._conv(net, index, "conv", stride, numerics))
+        kernel, bias = params["depthwise"]
+        net = tf.nn.relu(tf.nn.depthwise_conv2d(net, kernel, [1, stride, stride, 1], "SAME") + bias)
+        return tf.nn.relu(self._conv(net, index, "pointwise", 1, numerics))
+
+    def _conv(self, net, index, part, stride, numerics):
+        tf = self.tf
+        kernel, bias = self._params[index][part]
+        if numerics == "tflite" and (index, part) in self._hybrid:
+            integers, scale = self._hybrid[(index, part)]
+            quantised, factor = self._quantise(net, axis=[1, 2, 3])
+            return tf.nn.conv2d(quantised, integers, stride, "SAME") * (factor * scale) + bias
+        return tf.nn.conv2d(net, kernel, stride, "SAME") + bias
+
+    def _hybrid_dense(self, x, integers, scale):
+        """TFLite's hybrid fully connected op: each input row quantised to int8 with its own scale."""
+        quantised, factor = self._quantise(x, axis=[-1])
+        return self.tf.tensordot(quantised, integers, 1) * (factor * scale)
+
+    def _quantise(self, x, axis):
+        """Symmetric int8 quantisation as TFLite does it (round half away from zero, clamp to +-127).
+
+        Products of such integers with int8 kernels sum exactly in float32 (|sum| < 2**24 for up to 1,040
+        inputs), so the result equals the interpreter's int32 accumulation.
+        """
+        tf = self.tf
+        peak = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
+        inverse = tf.math.divide_no_nan(127.0, peak)
+        factor = tf.where(peak > 0, peak / 127.0, 1.0)
+        scaled = x * inverse
+        rounded = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)
+        return tf.clip_by_value(rounded, -127.0, 127.0), factor

@@ -1,0 +1,75 @@
+# Activations: one pass of each model over each dataset writes every layer's HDF5 file; then pooled
+# vectors per clip and a summary table.
+
+# One extraction rule per model, since each model has its own list of layer files.
+for model_name in sorted({model for model, _ in runs()}):
+
+    rule:
+        name:
+            f"extract_activations_{model_name}"
+        input:
+            manifest="results/datasets/{dataset}/manifest.csv",
+            audio=clip_audio,
+            weights=weights_input(model_name),
+        output:
+            [
+                f"results/activations/{model_name}/{{dataset}}/{layer}.h5"
+                for layer in run_layers(model_name)
+            ],
+        params:
+            model=model_name,
+            weights=model_weights(model_name),
+            root=dataset_root_of,
+            settings=extraction_settings,
+        log:
+            f"results/logs/extract_activations/{model_name}/{{dataset}}.log",
+        benchmark:
+            f"results/benchmarks/extract_activations/{model_name}/{{dataset}}.tsv"
+        conda:
+            "../envs/tensorflow.yaml"
+        threads: 2
+        resources:
+            mem_mb=6000,
+            runtime=120,
+        script:
+            "../workflow/scripts/extract_activations.py"
+
+
+rule pool_activations:
+    input:
+        ACTIVATIONS + "/{layer}.h5",
+    output:
+        ACTIVATIONS + "/pooled/{layer}.h5",
+    params:
+        pool=config["activations"]["pool"],
+    log:
+        "results/logs/pool_activations/{model}/{dataset}/{layer}.log",
+    benchmark:
+        "results/benchmarks/pool_activations/{model}/{dataset}/{layer}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../workflow/scripts/pool_activations.py"
+
+
+rule summarise_activations:
+    input:
+        layer_files_of,
+    output:
+        ACTIVATIONS + "/summary.csv",
+    params:
+        layers=layers_of,
+    log:
+        "results/logs/summarise_activations/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/summarise_activations/{model}/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../workflow/scripts/summarise_activations.py"

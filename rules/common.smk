@@ -1,0 +1,162 @@
+import os
+import re
+
+from snakemake.utils import validate
+
+from audioprobe import config as apconfig
+from audioprobe.datasets.naming import audio_files
+from audioprobe.models import layer_names
+
+SCHEMA = "../workflow/schemas/config.schema.yaml"
+GENERATED_KINDS = ("maas-synth", "commands-synth")
+
+apconfig.fill_defaults(config, apconfig.load_schema(workflow.source_path(SCHEMA)))
+validate(config, SCHEMA, set_default=True)
+apconfig.check_references(config, layer_names)
+
+
+def names_of_kind(section, *kinds):
+    return [name for name, entry in config[section].items() if entry["kind"] in kinds]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (or nothing)."""
+    return "|".join(map(re.escape, names)) if names else "(?!)"
+
+
+# --- datasets --------------------------------------------------------------------------------------------
+
+
+def dataset_config(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def dataset_root(name):
+    entry = config["datasets"][name]
+    if entry["kind"] in GENERATED_KINDS:
+        return f"results/datasets/{name}/audio"
+    return entry["root"]
+
+
+def dataset_root_of(wildcards):
+    return dataset_root(wildcards.dataset)
+
+
+def check_folder_datasets():
+    for name in names_of_kind("datasets", "folder"):
+        root = config["datasets"][name]["root"]
+        if not os.path.isdir(root):
+            raise WorkflowError(f"datasets.{name}.root: {root} is not a folder")
+
+
+check_folder_datasets()
+
+
+def manifest_inputs(wildcards):
+    """Generated audio, or every audio file (and label table) of a folder dataset, so edits rerun ingest."""
+    entry = config["datasets"][wildcards.dataset]
+    if entry["kind"] in GENERATED_KINDS:
+        return {"audio": dataset_root(wildcards.dataset)}
+    root = entry["root"]
+    inputs = {"audio": [os.path.join(root, path) for path in audio_files(root)]}
+    if entry["labels"].get("scheme") == "csv" and "csv" in entry["labels"]:
+        inputs["labels"] = os.path.join(root, entry["labels"]["csv"])
+    return inputs
+
+
+def clip_audio(wildcards):
+    """What extraction reads besides the manifest: generated audio (folder datasets are read in place)."""
+    if config["datasets"][wildcards.dataset]["kind"] in GENERATED_KINDS:
+        return dataset_root(wildcards.dataset)
+    return []
+
+
+# --- models ----------------------------------------------------------------------------------------------
+
+
+def model_weights(name):
+    """A configured weights file, or the path the download rule writes."""
+    entry = config["models"][name]
+    if entry["weights"]:
+        return entry["weights"]
+    return f"resources/models/{name}/yamnet.tflite"
+
+
+def model_setting(key):
+    def setting(wildcards):
+        return config["models"][wildcards.model][key]
+
+    return setting
+
+
+def weights_key(wildcards):
+    return f"models.{wildcards.model}.weights"
+
+
+WEIGHT_FILE_SUFFIXES = (".tflite", ".h5", ".hdf5")
+
+
+def weights_input(name):
+    """The weights as a rule input: a file, or nothing for a TF Hub handle (loaded at run time)."""
+    weights = model_weights(name)
+    return weights if weights.endswith(WEIGHT_FILE_SUFFIXES) else []
+
+
+def check_model_weights():
+    for name, entry in config["models"].items():
+        weights = entry["weights"]
+        if weights and weights.endswith(WEIGHT_FILE_SUFFIXES) and not os.path.isfile(weights):
+            raise WorkflowError(
+                f"models.{name}.weights: {weights} does not exist. Point it at a local yamnet.tflite or "
+                "yamnet.h5, or set it to null to let rule download_yamnet fetch the weights."
+            )
+
+
+check_model_weights()
+
+
+def run_layers(model):
+    layers = config["activations"]["layers"]
+    return layer_names(config["models"][model]["kind"]) if layers == "all" else list(layers)
+
+
+# --- activations -----------------------------------------------------------------------------------------
+
+ACTIVATIONS = "results/activations/{model}/{dataset}"
+
+
+def extraction_settings(wildcards):
+    """Everything extraction's result depends on, so a change to any of it reruns extraction."""
+    settings = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers")}
+    entry = config["datasets"][wildcards.dataset]
+    return {**settings, "clip_seconds": entry["clip_seconds"], "model": config["models"][wildcards.model]}
+
+
+def runs():
+    return [(run["model"], run["dataset"]) for run in config["activations"]["runs"]]
+
+
+def layer_files(model, dataset, folder=""):
+    base = ACTIVATIONS.format(model=model, dataset=dataset)
+    return [f"{base}/{folder}{layer}.h5" for layer in run_layers(model)]
+
+
+def foundation_outputs():
+    outputs = [f"results/datasets/{name}/manifest.csv" for name in config["datasets"]]
+    for model, dataset in runs():
+        outputs += layer_files(model, dataset) + layer_files(model, dataset, "pooled/")
+        outputs.append(ACTIVATIONS.format(model=model, dataset=dataset) + "/summary.csv")
+    return outputs
+
+
+def layer_files_of(wildcards):
+    return layer_files(wildcards.model, wildcards.dataset)
+
+
+def layers_of(wildcards):
+    return run_layers(wildcards.model)
+
+
+wildcard_constraints:
+    model=one_of(list(config["models"])),
+    layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),

@@ -1,0 +1,67 @@
+# Datasets: generators write audio; ingest checks every file and writes the manifest.
+
+
+wildcard_constraints:
+    dataset=one_of(list(config["datasets"])),
+
+
+rule generate_maas_synth:
+    output:
+        directory("results/datasets/{dataset}/audio"),
+    wildcard_constraints:
+        dataset=one_of(names_of_kind("datasets", "maas-synth")),
+    params:
+        settings=dataset_config,
+    log:
+        "results/logs/generate_maas_synth/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_maas_synth/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow/scripts/generate_maas_synth.py"
+
+
+rule generate_commands_synth:
+    output:
+        directory("results/datasets/{dataset}/audio"),
+    wildcard_constraints:
+        dataset=one_of(names_of_kind("datasets", "commands-synth")),
+    params:
+        settings=dataset_config,
+    log:
+        "results/logs/generate_commands_synth/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_commands_synth/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow/scripts/generate_commands_synth.py"
+
+
+rule build_manifest:
+    input:
+        unpack(manifest_inputs),
+    output:
+        manifest="results/datasets/{dataset}/manifest.csv",
+        rejected="results/datasets/{dataset}/rejected.csv",
+    params:
+        settings=dataset_config,
+        root=dataset_root_of,
+    log:
+        "results/logs/build_manifest/{dataset}.log",
+    benchmark:
+        "results/benchmarks/build_manifest/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow/scripts/build_manifest.py"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up audioprobe on a Debian/Ubuntu machine with Python 3.11: system packages, a venv in .venv,
+# and every Python dependency. Safe to run again: finished steps are quick the second time.
+#
+#   PYTHON=python3.11 ./setup.sh          # choose the interpreter
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu ./setup.sh   # CPU torch from PyTorch's index
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+
+# System packages: espeak-ng (synthetic speech) and libsndfile (audio I/O).
+if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    if ! dpkg -s espeak-ng libsndfile1 >/dev/null 2>&1; then
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q espeak-ng libsndfile1
+    fi
+else
+    echo "setup.sh: no apt-get here; install espeak-ng and libsndfile yourself" >&2
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade "pip>=24" wheel
+
+# The CPU build of torch first, so that no later requirement pulls a multi-GB CUDA build.
+$PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}
+
+# llama-cpp-python compiles from source (about 10 minutes on 2 cores; pip's wheel cache keeps the build).
+# The default native build takes an AMX int8 path that crashes on generation on some Xeons: build for AVX2.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF}"
+$PIP install -q -e ".[all]"
+
+echo "audioprobe is set up: activate with 'source .venv/bin/activate', then run 'snakemake --cores 2'"

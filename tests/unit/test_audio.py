@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from audioprobe.io import audio
+from tests.conftest import shared_path, tone
+
+
+def test_stereo_and_multichannel_are_averaged_to_mono(write_wav):
+    left, right = tone(0.5, freq=300), tone(0.5, freq=900)
+    path = write_wav("stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    signal = audio.load_checked(path, 16000)
+    assert signal.ndim == 1
+    np.testing.assert_allclose(signal, (left + right) / 2, atol=1e-6)
+    six = write_wav("six.wav", tone(0.5, channels=6), subtype="FLOAT")
+    np.testing.assert_allclose(audio.load_checked(six, 16000), tone(0.5), atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_other_sample_rates_are_resampled_keeping_pitch(write_wav, rate):
+    path = write_wav(f"r{rate}.wav", tone(1.0, rate=rate, freq=1000.0))
+    signal = audio.load_checked(path, 16000)
+    assert abs(signal.shape[0] - 16000) <= 1
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.shape[0])))
+    assert abs(np.argmax(spectrum) * 16000 / signal.shape[0] - 1000.0) < 2.0
+
+
+def test_nan_and_inf_samples_are_rejected(write_wav):
+    data = tone(0.5)
+    data[100] = np.nan
+    data[200] = np.inf
+    path = write_wav("nan.wav", data, subtype="FLOAT")
+    with pytest.raises(audio.BadAudio) as err:
+        audio.load_checked(path, 16000)
+    assert err.value.reason == "non_finite" and "nan.wav" in str(err.value) and "2 NaN" in str(err.value)
+
+
+def test_empty_and_too_short_files_are_rejected(write_wav):
+    with pytest.raises(audio.BadAudio, match="empty"):
+        audio.load_checked(write_wav("empty.wav", np.zeros(0)), 16000)
+    with pytest.raises(audio.BadAudio, match="too_short"):
+        audio.load_checked(write_wav("short.wav", tone(0.05)), 16000, min_seconds=0.1)
+
+
+def test_truncated_and_garbage_files_are_rejected_by_name(write_wav, tmp_path):
+    whole = write_wav("whole.wav", tone(1.0)).read_bytes()
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(whole[:30])  # header cut in the middle
+    garbage = tmp_path / "garbage.ogg"
+    garbage.write_bytes(b"this is not audio at all" * 10)
+    for path in (truncated, garbage):
+        with pytest.raises(audio.BadAudio) as err:
+            audio.load_checked(path, 16000)
+        assert err.value.reason == "unreadable" and path.name in str(err.value)
+
+
+def test_spans_are_read_at_the_right_offset(write_wav):
+    data = np.concatenate([np.zeros(16000), np.ones(16000) * 0.25])
+    path = write_wav("steps.wav", data, subtype="FLOAT")
+    span = audio.load_checked(path, 16000, start=0.75, duration=0.5)
+    assert span.shape == (8000,)
+    assert np.all(span[:4000] == 0) and np.allclose(span[4000:], 0.25)
+
+
+def test_fit_length_crops_and_pads():
+    x = np.arange(5, dtype=np.float32)
+    assert audio.fit_length(x, 3).tolist() == [0, 1, 2]
+    assert audio.fit_length(x, 7).tolist() == [0, 1, 2, 3, 4, 0, 0]
+
+
+def test_real_ogg_and_float_stereo_recordings_decode():
+    ogg = next(iter(sorted(shared_path("data", "esc10", "ogg").rglob("*.ogg"))))
+    signal = audio.load_checked(ogg, 16000)
+    assert signal.dtype == np.float32 and 3 * 16000 < signal.shape[0] < 8 * 16000 and np.isfinite(signal).all()
+    nut = shared_path("data", "materials_roll", "data", "07_12_2017_recordings", "steel_nut_M4_1.wav")
+    info = audio.probe(nut)
+    assert info.channels == 2 and info.sample_rate == 44100
+    assert audio.load_checked(nut, 16000).ndim == 1

@@ -1,0 +1,9 @@
+"""Pool one layer's activations to one vector per clip."""
+
+from audioprobe import activations
+from audioprobe.workflow import setup
+
+setup(snakemake)
+pool = snakemake.params.pool
+activations.pool(snakemake.input[0], snakemake.output[0], axes=pool["axes"], stat=pool["stat"],
+                 attrs={"pool_config": pool})
