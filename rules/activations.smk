@@ -20,7 +20,7 @@ for model_name in sorted({model for model, _ in runs()}):
             model=model_name,
             weights=model_weights(model_name),
             root=dataset_root_of,
-            settings=extraction_settings,
+            settings=extraction_settings(model_name),
         log:
             f"results/logs/extract_activations/{model_name}/{{dataset}}.log",
         benchmark:

@@ -125,11 +125,15 @@ def run_layers(model):
 ACTIVATIONS = "results/activations/{model}/{dataset}"
 
 
-def extraction_settings(wildcards):
+def extraction_settings(model):
     """Everything extraction's result depends on, so a change to any of it reruns extraction."""
-    settings = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers")}
-    entry = config["datasets"][wildcards.dataset]
-    return {**settings, "clip_seconds": entry["clip_seconds"], "model": config["models"][wildcards.model]}
+
+    def settings(wildcards):
+        general = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers")}
+        clip_seconds = config["datasets"][wildcards.dataset]["clip_seconds"]
+        return {**general, "clip_seconds": clip_seconds, "model": config["models"][model]}
+
+    return settings
 
 
 def runs():

@@ -30,7 +30,5 @@ def load(name: str, model_config: dict, weights: str, threads: int | None = None
     from audioprobe.models.yamnet import Yamnet
     from audioprobe.models.yamnet_weights import load_weights
 
-    numerics = model_config.get("numerics", "auto")
-    if numerics == "auto":
-        numerics = "tflite" if str(weights).endswith(".tflite") else "float"
+    numerics = model_config.get("numerics", "float")
     return Yamnet(load_weights(weights), name=name, threads=threads, numerics=numerics)

@@ -8,6 +8,9 @@ clip of ``S`` samples always gives the same number of patches.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -29,6 +32,30 @@ MIN_SAMPLES = int((0.96 + 0.025 - 0.010) * SAMPLE_RATE)  # 15,600: one full patc
 PATCH_HOP_SAMPLES = int(0.48 * SAMPLE_RATE)
 LAYERS = [f"layer{i}" for i in range(1, len(LAYER_DEFS) + 1)]
 AXES = ("patch", "time", "freq", "channel")
+
+
+@functools.cache
+def _logf():
+    try:
+        logf = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6").logf
+    except (OSError, AttributeError):
+        return None
+    logf.restype, logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return logf
+
+
+def libm_logf(values: np.ndarray) -> np.ndarray:
+    """Natural log with the C library's ``logf``, as the TFLite interpreter computes it.
+
+    TensorFlow's and NumPy's vectorised logs differ from it in the last bit for about one value in ten;
+    the log-mel feeds int8 quantisation downstream, where a last-bit difference can change a value.
+    Falls back to NumPy where no C ``logf`` can be loaded.
+    """
+    logf = _logf()
+    if logf is None:
+        return np.log(values).astype(np.float32)
+    flat = np.fromiter(map(logf, values.ravel().tolist()), dtype=np.float32, count=values.size)
+    return flat.reshape(values.shape)
 
 
 def padded_length(samples: int) -> int:
@@ -75,6 +102,12 @@ class Yamnet(ModelAdapter):
             raise ValueError(f"numerics='tflite' needs quantised weights from a TFLite export; "
                              f"{weights.source} has none: use numerics='float'")
         self.numerics = numerics
+        if numerics == "tflite":
+            # Grappler regroups chains of additions (arithmetic optimiser) and pushes constants through
+            # products (constant folding), both of which change float rounding; the TFLite order of
+            # operations below only holds with them off (a process-wide TF setting).
+            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False,
+                                                          "constant_folding": False})
 
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -143,7 +176,8 @@ class Yamnet(ModelAdapter):
             real = self._hybrid_dense(frames, *self._frontend["dft_real"])
             imag = self._hybrid_dense(frames, *self._frontend["dft_imag"])
             spectrogram = tf.sqrt(real * real + imag * imag)
-            log_mel = tf.math.log(self._hybrid_dense(spectrogram, *self._frontend["mel"]) + self._frontend["mel_bias"])
+            mel = self._hybrid_dense(spectrogram, *self._frontend["mel"]) + self._frontend["mel_bias"]
+            log_mel = tf.reshape(tf.numpy_function(libm_logf, [mel], tf.float32, stateful=False), tf.shape(mel))
         else:
             spectrogram = tf.abs(tf.signal.stft(waveforms, STFT_WINDOW, STFT_HOP, FFT_LENGTH))
             log_mel = tf.math.log(tf.tensordot(spectrogram, self._mel, 1) + LOG_OFFSET)
@@ -182,10 +216,46 @@ class Yamnet(ModelAdapter):
         kind, stride, _ = LAYER_DEFS[index]
         params = self._params[index]
         if kind == "conv":
+            if numerics == "tflite" and (index, "conv") not in self._hybrid:
+                return tf.nn.relu(self._first_conv_in_tflite_order(net, *params["conv"], stride))
             return tf.nn.relu(self._conv(net, index, "conv", stride, numerics))
         kernel, bias = params["depthwise"]
-        net = tf.nn.relu(tf.nn.depthwise_conv2d(net, kernel, [1, stride, stride, 1], "SAME") + bias)
+        if numerics == "tflite":
+            net = tf.nn.relu(self._depthwise_in_tflite_order(net, kernel, bias, stride))
+        else:
+            net = tf.nn.relu(tf.nn.depthwise_conv2d(net, kernel, [1, stride, stride, 1], "SAME") + bias)
         return tf.nn.relu(self._conv(net, index, "pointwise", 1, numerics))
+
+    def _taps(self, net, size, stride):
+        """The size x size shifted views of ``net`` (SAME padding) that a conv sums, row by row."""
+        tf = self.tf
+        height, width = net.shape[1], net.shape[2]
+        out_h, out_w = -(-height // stride), -(-width // stride)
+        pad_h = max((out_h - 1) * stride + size - height, 0)
+        pad_w = max((out_w - 1) * stride + size - width, 0)
+        padded = tf.pad(net, [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]])
+        for row in range(size):
+            for column in range(size):
+                yield row, column, padded[:, row:row + (out_h - 1) * stride + 1:stride,
+                                          column:column + (out_w - 1) * stride + 1:stride, :]
+
+    def _depthwise_in_tflite_order(self, net, kernel, bias, stride):
+        """3x3 depthwise conv summed as TFLite's float kernel sums it: bias first, then taps row by row.
+
+        The next pointwise layer quantises this output to int8, so a last-bit difference from another
+        summation order can move a value across a rounding boundary; this order reproduces the interpreter.
+        """
+        total = bias
+        for row, column, tap in self._taps(net, kernel.shape[0], stride):
+            total = total + tap * kernel[row, column, :, 0]
+        return total
+
+    def _first_conv_in_tflite_order(self, net, kernel, bias, stride):
+        """Layer 1 (one input channel) summed as TFLite sums it: taps row by row, then the bias."""
+        total = 0.0
+        for row, column, tap in self._taps(net, kernel.shape[0], stride):
+            total = total + tap * kernel[row, column, 0, :]
+        return total + bias
 
     def _conv(self, net, index, part, stride, numerics):
         tf = self.tf
@@ -211,6 +281,8 @@ class Yamnet(ModelAdapter):
         peak = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
         inverse = tf.math.divide_no_nan(127.0, peak)
         factor = tf.where(peak > 0, peak / 127.0, 1.0)
-        scaled = x * inverse
-        rounded = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)
+        magnitude = tf.abs(x * inverse)
+        whole = tf.floor(magnitude)
+        # floor(m + 0.5) would round 0.49999997 up in float32; m - floor(m) is exact, so compare that
+        rounded = tf.sign(x) * (whole + tf.cast(magnitude - whole >= 0.5, x.dtype))
         return tf.clip_by_value(rounded, -127.0, 127.0), factor

@@ -17,7 +17,7 @@ def test_stereo_and_multichannel_are_averaged_to_mono(write_wav):
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
 def test_other_sample_rates_are_resampled_keeping_pitch(write_wav, rate):
-    path = write_wav(f"r{rate}.wav", tone(1.0, rate=rate, freq=1000.0))
+    path = write_wav(f"r{rate}.wav", tone(1.0, rate=rate, freq=1000.0), rate=rate)
     signal = audio.load_checked(path, 16000)
     assert abs(signal.shape[0] - 16000) <= 1
     spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.shape[0])))

@@ -1,0 +1,179 @@
+"""The layer-wise YAMNet against the real TFLite export and its interpreter."""
+
+import h5py
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from audioprobe.io import audio  # noqa: E402
+from audioprobe.models import yamnet_weights  # noqa: E402
+from audioprobe.models.yamnet import LAYERS, Yamnet, padded_length, patches_for  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights(yamnet_tflite):
+    return yamnet_weights.load_weights(str(yamnet_tflite))
+
+
+@pytest.fixture(scope="module")
+def tflite_model(weights):
+    return Yamnet(weights, numerics="tflite")
+
+
+@pytest.fixture(scope="module")
+def float_model(weights):
+    return Yamnet(weights, numerics="float")
+
+
+@pytest.fixture(scope="module")
+def real_clips():
+    """One-patch clips (15,600 samples) of real recordings: ESC-10 sounds and Speech Commands words."""
+    esc = sorted(shared_path("data", "esc10", "ogg").rglob("*.ogg"))[::80]
+    words = sorted(shared_path("data", "speech_commands", "speech_commands_v0.01").rglob("*.wav"))[::100]
+    clips = [audio.fit_length(audio.load_checked(p, 16000, start=1.0 if p.suffix == ".ogg" else 0.0), 15600)
+             for p in esc + words]
+    return np.stack(clips)
+
+
+def interpreter_layers(path, clip):
+    """Every conv layer's output and the 521 scores, straight from the TFLite interpreter."""
+    interpreter = tf.lite.Interpreter(
+        model_path=str(path), experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], clip[None].astype(np.float32))
+    interpreter.invoke()
+    ops = interpreter._get_ops_details()
+    pointwise = [int(op["outputs"][0]) for op in ops if op["op_name"] == "CONV_2D"]
+    scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return [interpreter.get_tensor(i)[0] for i in pointwise], scores[0]
+
+
+def test_every_layer_and_score_matches_the_tflite_interpreter(yamnet_tflite, tflite_model, real_clips):
+    ours = tflite_model.activations(real_clips, LAYERS)
+    scores = tflite_model.forward_from("layer14", ours["layer14"])["scores"]
+    for index, clip in enumerate(real_clips):
+        reference_layers, reference_scores = interpreter_layers(yamnet_tflite, clip)
+        assert len(reference_layers) == 14
+        for layer, reference in zip(LAYERS, reference_layers):
+            ours_layer = ours[layer][index, 0]
+            assert ours_layer.shape == reference.shape
+            scale = np.abs(reference).max()
+            assert np.abs(ours_layer - reference).max() <= 1e-4 * scale, (index, layer)
+        assert np.abs(scores[index, 0] - reference_scores).max() <= 1e-4
+
+
+# AudioSet classes that count as a right answer for each ESC-10 category (top-5).
+ESC_TO_AUDIOSET = {
+    "dog": {"Dog", "Bark", "Animal", "Domestic animals, pets", "Bow-wow", "Growling", "Yip"},
+    "rooster": {"Fowl", "Chicken, rooster", "Crowing, cock-a-doodle-doo", "Bird", "Animal", "Livestock, farm animals, working animals"},
+    "rain": {"Rain", "Raindrop", "Rain on surface", "Water", "Drip"},
+    "sea_waves": {"Ocean", "Waves, surf", "Wind", "Water", "Wind noise (microphone)", "Rustling leaves", "Stream"},
+    "crackling_fire": {"Fire", "Crackle", "Fireworks", "Rain on surface", "Rain", "Wood", "Crumpling, crinkling"},
+    "crying_baby": {"Baby cry, infant cry", "Crying, sobbing", "Whimper", "Babbling", "Child speech, kid speaking"},
+    "sneezing": {"Sneeze", "Cough", "Breathing", "Sniff", "Throat clearing"},
+    "clock_tick": {"Tick", "Tick-tock", "Clock", "Mechanisms", "Click", "Ratchet, pawl"},
+    "helicopter": {"Helicopter", "Aircraft", "Engine", "Vehicle", "Propeller, airscrew", "Fixed-wing aircraft, airplane"},
+    "chainsaw": {"Chainsaw", "Power tool", "Engine", "Sawing", "Tools", "Idling", "Light engine (high frequency)"},
+}
+
+
+def test_float_numerics_recognise_real_sounds_at_least_as_well_as_the_export(tflite_model, float_model):
+    """Float numerics are the closer match to the float network the export was quantised from."""
+    import pandas as pd
+
+    names = pd.read_csv(shared_path("models", "yamnet", "yamnet_class_map.csv"))["display_name"].tolist()
+    meta = pd.read_csv(shared_path("data", "esc10", "meta.csv")).groupby("category").head(4)
+    root = shared_path("data", "esc10")
+    clips = np.stack([audio.fit_length(audio.load_checked(root / p, 16000, start=0.5), 15600) for p in meta["path"]])
+    hits = {}
+    for model in (tflite_model, float_model):
+        scores = model.forward_from("layer14", model.activations(clips, ["layer14"])["layer14"])["scores"][:, 0]
+        top5 = np.argsort(-scores, axis=1)[:, :5]
+        hits[model.numerics] = np.mean([bool({names[i] for i in row} & ESC_TO_AUDIOSET[category])
+                                        for row, category in zip(top5, meta["category"])])
+    print("top-5 hit rate on 40 ESC-10 clips:", hits)
+    assert hits["float"] >= 0.75, hits
+    assert hits["float"] >= hits["tflite"], hits
+
+
+@pytest.mark.parametrize("layer", ["layer1", "layer9", "layer13"])
+def test_forward_from_any_layer_equals_the_full_pass(tflite_model, real_clips, layer):
+    both = tflite_model.activations(real_clips, [layer, "layer14"])
+    direct = tflite_model.forward_from("layer14", both["layer14"])
+    resumed = tflite_model.forward_from(layer, both[layer])
+    np.testing.assert_allclose(resumed["logits"], direct["logits"], atol=1e-4)
+
+
+def test_shapes_and_padding_follow_yamnet(tflite_model):
+    assert padded_length(15600) == 15600 and patches_for(15600) == 1
+    assert padded_length(16000) == 15600 + 7680 and patches_for(16000) == 2
+    assert patches_for(100) == 1
+    waves = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32) * 0.1
+    out = tflite_model.activations(waves, ["layer1", "layer9", "layer14"])
+    for layer, values in out.items():
+        assert values.shape == (2, *tflite_model.layer_shape(layer, 16000))
+    assert out["layer9"].shape == (2, 2, 6, 4, 512)
+
+
+def test_the_differentiable_forward_gives_input_gradients(float_model):
+    forward = float_model.differentiable(["layer9"])
+    waves = tf.Variable(np.random.default_rng(1).standard_normal((1, 15600)).astype(np.float32) * 0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(forward(waves)["layer9"] ** 2)
+    gradient = tape.gradient(loss, waves).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
+
+
+def test_unknown_layers_are_named(tflite_model):
+    with pytest.raises(ValueError, match="no layer 'layer15'"):
+        tflite_model.activations(np.zeros((1, 15600), np.float32), ["layer15"])
+
+
+def test_keras_h5_weights_are_folded_like_the_export(weights, tmp_path):
+    """A yamnet.h5 laid out as Keras saves it (unfolded batch norm) gives the same folded weights."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "yamnet.h5"
+    with h5py.File(path, "w") as h5:
+        for index, parts in enumerate(weights.layers, start=1):
+            for part, (kernel, bias) in parts.items():
+                name = f"layer{index}/{'conv' if part == 'conv' else part + '_conv'}"
+                channels = bias.shape[0]
+                mean = rng.normal(size=channels).astype(np.float32)
+                variance = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+                scale = 1 / np.sqrt(variance + yamnet_weights.BATCHNORM_EPSILON)
+                axis = (None, None, slice(None), None) if part == "depthwise" else (None, None, None, slice(None))
+                group = h5.create_group(f"{name}/{name}")
+                group[("depthwise_kernel" if part == "depthwise" else "kernel") + ":0"] = kernel / scale[axis]
+                bn = h5.create_group(f"{name}/bn/{name}/bn")
+                bn["beta:0"], bn["moving_mean:0"], bn["moving_variance:0"] = bias + mean * scale, mean, variance
+        h5["dense/dense/kernel:0"], h5["dense/dense/bias:0"] = weights.logits
+    loaded = yamnet_weights.load_weights(str(path))
+    for ours, theirs in zip(loaded.layers, weights.layers):
+        for part in theirs:
+            np.testing.assert_allclose(ours[part][0], theirs[part][0], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ours[part][1], theirs[part][1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(loaded.logits[0], weights.logits[0])
+    assert len(loaded.sha256) == 64
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(yamnet_weights.MissingWeights, match="models.yamnet.weights"):
+        yamnet_weights.load_weights(str(tmp_path / "yamnet.tflite"))
+
+
+def test_a_tflite_file_that_is_not_yamnet_is_refused(tmp_path):
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(4)])
+    path = tmp_path / "other.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(ValueError, match="not a YAMNet TFLite export"):
+        yamnet_weights.load_weights(str(path))
+
+
+def test_tflite_numerics_need_quantised_weights(weights):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="numerics='float'"):
+        Yamnet(replace(weights, frontend={}), numerics="tflite")
