@@ -9,6 +9,14 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=one_of(list(config["datasets"])),
+    model=one_of(list(config["models"])),
+    layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),
+
+
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/activations.smk"

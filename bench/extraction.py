@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -36,7 +37,6 @@ from audioprobe.datasets.manifest import ingest, labels_of, load_clip, read_mani
 from audioprobe.io.atomic import write_csv  # noqa: E402
 from audioprobe.io.store import LayerWriter  # noqa: E402
 
-MODEL_CONFIG = {"kind": "yamnet", "numerics": "auto"}
 CLIP_SECONDS, HOP_SECONDS = 0.975, 0.48
 
 
@@ -45,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--clips", type=int, default=100, help="clips for the throughput comparison")
     parser.add_argument("--memory-clips", type=int, nargs="+", default=[100, 400],
                         help="dataset sizes for the peak-memory runs (one fresh process each)")
+    parser.add_argument("--numerics", default="float", choices=["float", "tflite"],
+                        help="YAMNet numerics (model config key; the workflow's default is float)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--compression", nargs="+", default=["gzip", "none"], choices=["gzip", "lzf", "none"],
                         help="HDF5 compression(s) to compare under; the memory runs use the first")
@@ -82,6 +84,10 @@ def load_clips(folder: Path, count: int):
     if len(clips) < count:
         raise SystemExit(f"the dataset has {len(clips)} clips, fewer than {count}")
     return clips.iloc[:count].reset_index(drop=True)
+
+
+def load_model(args):
+    return models.load("yamnet", {"kind": "yamnet", "numerics": args.numerics}, args.weights, threads=args.threads)
 
 
 def batches(clips, root, model, batch_size):
@@ -191,7 +197,7 @@ def memory_child(args) -> None:
     """In a fresh process: load the model, extract ``args.memory_child`` clips, print peak RSS as JSON."""
     data = Path(args.data)
     clips = load_clips(data, args.memory_child)
-    model = models.load("yamnet", MODEL_CONFIG, args.weights, threads=args.threads)
+    model = load_model(args)
     before = vm_hwm_kib()
     with tempfile.TemporaryDirectory(dir=data) as out:
         started = time.monotonic()
@@ -204,7 +210,8 @@ def memory_child(args) -> None:
 
 def measure_memory(args, data: Path, count: int) -> dict:
     command = [sys.executable, __file__, "--memory-child", str(count), "--data", str(data),
-               "--weights", args.weights, "--batch-size", str(args.batch_size), "--compression", args.compression[0]]
+               "--weights", args.weights, "--batch-size", str(args.batch_size), "--numerics", args.numerics,
+               "--compression", args.compression[0]]
     if args.threads:
         command += ["--threads", str(args.threads)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -230,7 +237,9 @@ def git_state() -> dict:
     def git(*command):
         return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no").splitlines()}
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "audioprobe"], cwd=REPO, capture_output=True).stdout
+    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no").splitlines(),
+            "audioprobe_diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
 def table(result: dict) -> str:
@@ -269,13 +278,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.memory_child is not None:
         return memory_child(args)
+    git = git_state()
     with tempfile.TemporaryDirectory(prefix="bench-extraction-") as tmp:
         tmp = Path(tmp)
         print("generating maas-synth clips ...", file=sys.stderr)
         generate_seconds, dataset = make_dataset(tmp, max(args.clips, *args.memory_clips), takes=args.takes,
                                                  seed=args.seed)
         root, clips = tmp / "audio", load_clips(tmp, args.clips)
-        model = models.load("yamnet", MODEL_CONFIG, args.weights, threads=args.threads)
+        model = load_model(args)
         print("tracing ...", file=sys.stderr)
         tracing = warm_up(model, len(clips), args.batch_size)
         by_compression = {}
@@ -294,11 +304,11 @@ def main(argv=None) -> None:
         memory = [measure_memory(args, tmp, count) for count in args.memory_clips]
     result = {
         "settings": {"clips": len(clips), "memory_clips": args.memory_clips, "batch_size": args.batch_size,
-                     "repeats": args.repeats,
-                     "compression": args.compression, "memory_compression": args.compression[0],
-                     "threads": args.threads, "layers": model.layers(), "model_config": MODEL_CONFIG,
-                     "numerics": model.numerics, "weights": args.weights, "weights_sha256": model.weights_sha256,
-                     "dataset": dataset, "generate_seconds": generate_seconds, "git": git_state()},
+                     "repeats": args.repeats, "compression": args.compression,
+                     "memory_compression": args.compression[0], "threads": args.threads, "layers": model.layers(),
+                     "model_config": {"kind": "yamnet", "numerics": args.numerics}, "weights": args.weights,
+                     "weights_sha256": model.weights_sha256, "dataset": dataset,
+                     "generate_seconds": generate_seconds, "git": git, "code_changed_during_run": git_state() != git},
         "machine": machine_info(),
         "throughput": {"tracing_seconds": tracing, "by_compression": by_compression, "compute_only": compute},
         "memory": memory,
@@ -306,6 +316,8 @@ def main(argv=None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
+    if result["settings"]["code_changed_during_run"]:
+        print("warning: the repository changed during the run; the figures may mix two versions", file=sys.stderr)
     print(f"\nwritten: {args.out}", file=sys.stderr)
 
 

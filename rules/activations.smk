@@ -18,7 +18,7 @@ for model_name in sorted({model for model, _ in runs()}):
             ],
         params:
             model=model_name,
-            weights=model_weights(model_name),
+            weights=weights_source(model_name),
             root=dataset_root_of,
             settings=extraction_settings(model_name),
         log:
@@ -37,9 +37,9 @@ for model_name in sorted({model for model, _ in runs()}):
 
 rule pool_activations:
     input:
-        ACTIVATIONS + "/{layer}.h5",
+        "results/activations/{model}/{dataset}/{layer}.h5",
     output:
-        ACTIVATIONS + "/pooled/{layer}.h5",
+        "results/activations/{model}/{dataset}/pooled/{layer}.h5",
     params:
         pool=config["activations"]["pool"],
     log:
@@ -59,7 +59,7 @@ rule summarise_activations:
     input:
         layer_files_of,
     output:
-        ACTIVATIONS + "/summary.csv",
+        "results/activations/{model}/{dataset}/summary.csv",
     params:
         layers=layers_of,
     log:

@@ -97,9 +97,18 @@ WEIGHT_FILE_SUFFIXES = (".tflite", ".h5", ".hdf5")
 
 
 def weights_input(name):
-    """The weights as a rule input: a file, or nothing for a TF Hub handle (loaded at run time)."""
+    """The weights file as an input, or nothing for a TF Hub handle (loaded at run time)."""
     weights = model_weights(name)
     return weights if weights.endswith(WEIGHT_FILE_SUFFIXES) else []
+
+
+def weights_source(model):
+    """Where extraction loads weights from: the input file, or the configured TF Hub handle."""
+
+    def source(wildcards, input):
+        return input.weights if input.weights else model_weights(model)
+
+    return source
 
 
 def check_model_weights():
@@ -122,9 +131,6 @@ def run_layers(model):
 
 # --- activations -----------------------------------------------------------------------------------------
 
-ACTIVATIONS = "results/activations/{model}/{dataset}"
-
-
 def extraction_settings(model):
     """Everything extraction's result depends on, so a change to any of it reruns extraction."""
 
@@ -141,15 +147,14 @@ def runs():
 
 
 def layer_files(model, dataset, folder=""):
-    base = ACTIVATIONS.format(model=model, dataset=dataset)
-    return [f"{base}/{folder}{layer}.h5" for layer in run_layers(model)]
+    return [f"results/activations/{model}/{dataset}/{folder}{layer}.h5" for layer in run_layers(model)]
 
 
 def foundation_outputs():
     outputs = [f"results/datasets/{name}/manifest.csv" for name in config["datasets"]]
     for model, dataset in runs():
         outputs += layer_files(model, dataset) + layer_files(model, dataset, "pooled/")
-        outputs.append(ACTIVATIONS.format(model=model, dataset=dataset) + "/summary.csv")
+        outputs.append(f"results/activations/{model}/{dataset}/summary.csv")
     return outputs
 
 
@@ -159,8 +164,3 @@ def layer_files_of(wildcards):
 
 def layers_of(wildcards):
     return run_layers(wildcards.model)
-
-
-wildcard_constraints:
-    model=one_of(list(config["models"])),
-    layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),

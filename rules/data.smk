@@ -1,10 +1,6 @@
 # Datasets: generators write audio; ingest checks every file and writes the manifest.
 
 
-wildcard_constraints:
-    dataset=one_of(list(config["datasets"])),
-
-
 rule generate_maas_synth:
     output:
         directory("results/datasets/{dataset}/audio"),

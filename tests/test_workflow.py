@@ -1,0 +1,127 @@
+"""The workflow end to end on a tiny config, and what a config change reruns."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audioprobe.datasets.manifest import read_manifest
+from audioprobe.io.atomic import read_csv
+from audioprobe.io.store import LayerFile
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir, *flags, weights, config=None, check=True):
+    """Run snakemake on the tiny config; ``config`` (a dict) is merged over it as a second config file
+    (``--config`` would read nested numbers as strings)."""
+    configfiles = [str(TINY)]
+    if config:
+        override = Path(workdir).parent / f"override-{abs(hash(json.dumps(config, sort_keys=True)))}.yaml"
+        override.write_text(json.dumps(config))
+        configfiles.append(str(override))
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+               *flags, "--configfile", *configfiles, "--config",
+               "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(weights)}})]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def scheduled(result) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, yamnet_tflite):
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, weights=yamnet_tflite)
+    return workdir
+
+
+def test_tiny_run_writes_manifests_layers_and_summary(tiny_run):
+    clips = read_manifest(tiny_run / "results/datasets/maas-synth/manifest.csv")
+    # 2 materials x 2 actions x 2 takes, 2-s recordings cut every 0.48 s into 0.975-s clips: 3 clips each.
+    assert len(clips) == 24 and clips["group"].nunique() == 8
+    assert set(clips["label_material"]) == {"wood", "metal"}
+    words = read_manifest(tiny_run / "results/datasets/commands-synth/manifest.csv")
+    assert sorted(set(words["label_word"])) == ["no", "yes"] and len(words) == 6
+    summary = read_csv(tiny_run / "results/activations/yamnet/maas-synth/summary.csv")
+    assert summary["layer"].tolist() == [f"layer{i}" for i in range(1, 15)]
+    assert (summary["clips"] == 24).all() and summary.loc[8, "shape"] == "1x6x4x512"
+    for layer in ("layer1", "layer14"):
+        with LayerFile(tiny_run / f"results/activations/yamnet/maas-synth/{layer}.h5") as stored:
+            assert stored.clip_ids == clips["clip_id"].tolist()
+            assert stored.attrs["config"]["batch_size"] == 8 and len(stored.attrs["weights_sha256"]) == 64
+        with LayerFile(tiny_run / f"results/activations/yamnet/maas-synth/pooled/{layer}.h5") as pooled:
+            assert pooled.activations.shape == (24, 32 if layer == "layer1" else 1024)
+    for rule in ("extract_activations/yamnet/maas-synth", "build_manifest/maas-synth"):
+        assert (tiny_run / f"results/logs/{rule}.log").stat().st_size > 0
+        assert (tiny_run / f"results/benchmarks/{rule}.tsv").exists()
+
+
+def test_an_unchanged_config_reruns_nothing(tiny_run, yamnet_tflite):
+    assert scheduled(snakemake(tiny_run, "-n", weights=yamnet_tflite)) == {}
+
+
+def test_a_downstream_change_schedules_no_activation_job(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"activations": {"pool": {"stat": "max"}}}, weights=yamnet_tflite))
+    assert jobs == {"pool_activations": 14, "all": 1}
+
+
+def test_a_dataset_seed_change_reschedules_everything_downstream(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"datasets": {"maas-synth": {"seed": 7}}}, weights=yamnet_tflite))
+    assert jobs == {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
+                    "pool_activations": 14, "summarise_activations": 1, "all": 1}
+
+
+def test_the_other_dataset_changing_leaves_activations_alone(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"datasets": {"commands-synth": {"per_word": 4}}},
+                               weights=yamnet_tflite))
+    assert jobs == {"generate_commands_synth": 1, "build_manifest": 1, "all": 1}
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"activations": {"batch_size": 0}}, "batch_size"),
+    ({"activations": {"runs": [{"model": "yamnet", "dataset": "nope"}]}}, "activations.runs[0].dataset: 'nope'"),
+    ({"activations": {"layers": ["layer1", "layer99"]}}, "no layer 'layer99'"),
+    ({"datasets": {"maas-synth": {"materials": ["wood", "jelly"]}}}, "jelly"),
+    ({"datasets": {"mine": {"kind": "folder", "root": "/does/not/exist"}}}, "datasets.mine.root"),
+])
+def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, yamnet_tflite, override, message):
+    result = snakemake(tmp_path, "-n", config=override, weights=yamnet_tflite, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_weights_name_the_config_key(tmp_path):
+    result = snakemake(tmp_path, "-n", weights=tmp_path / "nowhere" / "yamnet.tflite", check=False)
+    assert result.returncode != 0 and "models.yamnet.weights" in result.stdout + result.stderr
+
+
+def test_without_weights_the_download_rule_is_scheduled(tmp_path):
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+               "--configfile", str(TINY)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert scheduled(result)["download_yamnet"] == 1
+
+
+def test_lint_is_clean():
+    result = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

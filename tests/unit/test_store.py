@@ -1,0 +1,110 @@
+import h5py
+import numpy as np
+import pytest
+
+from audioprobe import activations
+from audioprobe.datasets import manifest, naming
+from audioprobe.io.store import LayerFile, LayerWriter
+from tests.conftest import tone
+
+
+def test_layer_files_appear_only_when_complete(tmp_path):
+    path = tmp_path / "layer.h5"
+    writer = LayerWriter(path, 3, (2, 4), attrs={"model": "m", "config": {"a": 1}})
+    writer.write(np.ones((2, 2, 4), np.float32))
+    assert not path.exists()
+    writer.write(np.full((1, 2, 4), 2.0, np.float32))
+    writer.finish(["a", "b", "c"], {"material": ["wood", "wood", "metal"]})
+    with LayerFile(path) as layer:
+        assert layer.activations.shape == (3, 2, 4)
+        assert layer.clip_ids == ["a", "b", "c"]
+        assert layer.labels == {"material": ["wood", "wood", "metal"]}
+        assert layer.attrs["config"] == {"a": 1} and layer.attrs["model"] == "m"
+        np.testing.assert_array_equal(layer.activations[2], 2.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["layer.h5"]
+
+
+def test_an_aborted_or_short_write_leaves_nothing(tmp_path):
+    writer = LayerWriter(tmp_path / "layer.h5", 3, (4,))
+    writer.write(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="wrote 2 of 3"):
+        writer.finish(["a", "b", "c"], {})
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_files_are_refused(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as file:
+        file.attrs["complete"] = False
+    with pytest.raises(ValueError, match="incomplete"):
+        LayerFile(path)
+
+
+def test_pooling_reduces_named_axes(tmp_path):
+    data = np.random.default_rng(0).standard_normal((5, 2, 3, 4, 6)).astype(np.float32)
+    writer = LayerWriter(tmp_path / "l.h5", 5, data.shape[1:], attrs={"axes": "patch,time,freq,channel"})
+    writer.write(data)
+    writer.finish(list("abcde"), {"k": list("xxyyz")})
+    activations.pool(tmp_path / "l.h5", tmp_path / "mean.h5", axes=["patch", "time", "freq"], stat="mean")
+    activations.pool(tmp_path / "l.h5", tmp_path / "max.h5", axes=["time"], stat="max")
+    with LayerFile(tmp_path / "mean.h5") as pooled:
+        np.testing.assert_allclose(pooled.activations[()], data.mean(axis=(1, 2, 3)), rtol=1e-6)
+        assert pooled.labels == {"k": list("xxyyz")} and pooled.attrs["kept_axes"] == "channel"
+    with LayerFile(tmp_path / "max.h5") as pooled:
+        np.testing.assert_array_equal(pooled.activations[()], data.max(axis=2).reshape(5, -1))
+    with pytest.raises(ValueError, match="cannot pool over 'space'"):
+        activations.pool(tmp_path / "l.h5", tmp_path / "bad.h5", axes=["space"])
+
+
+def test_summary_matches_numpy(tmp_path):
+    data = np.maximum(np.random.default_rng(1).standard_normal((70, 3, 5)), 0).astype(np.float32)
+    writer = LayerWriter(tmp_path / "l.h5", 70, (3, 5))
+    writer.write(data)
+    writer.finish([str(i) for i in range(70)], {})
+    row = activations.summarise({"l": tmp_path / "l.h5"}).iloc[0]
+    assert row["shape"] == "3x5" and row["clips"] == 70
+    assert row["mean"] == pytest.approx(data.mean(), rel=1e-6)
+    assert row["std"] == pytest.approx(data.std(), rel=1e-5)
+    assert row["fraction_zero"] == pytest.approx((data == 0).mean())
+
+
+@pytest.fixture(scope="module")
+def yamnet(yamnet_tflite):
+    pytest.importorskip("tensorflow")
+    from audioprobe import models
+
+    return models.load("yamnet", {"kind": "yamnet"}, str(yamnet_tflite))
+
+
+def small_dataset(tmp_path, write_wav):
+    for i, name in enumerate(["WT_01.wav", "MR_01.wav", "GD_01.wav"]):
+        write_wav(name, tone(1.5, freq=300.0 * (i + 1)))
+    sources = naming.sources(tmp_path, {"scheme": "latentaudio"})
+    return manifest.ingest(tmp_path, sources, clip_seconds=0.975, hop_seconds=0.48, min_seconds=0.1,
+                           on_bad_input="fail").clips
+
+
+def test_extraction_streams_every_layer_in_one_pass(tmp_path, write_wav, yamnet):
+    clips = small_dataset(tmp_path, write_wav)
+    outputs = {layer: tmp_path / "out" / f"{layer}.h5" for layer in ("layer1", "layer9", "layer14")}
+    activations.extract(yamnet, clips, tmp_path, outputs, clip_seconds=0.975, batch_size=2,
+                        attrs={"config": {"batch_size": 2}})
+    waves = np.stack([manifest.load_clip(tmp_path, row, 16000, 15600) for _, row in clips.iterrows()])
+    direct = yamnet.activations(waves, list(outputs))
+    for layer, path in outputs.items():
+        with LayerFile(path) as stored:
+            assert stored.clip_ids == clips["clip_id"].tolist()
+            assert stored.labels["material"] == clips["label_material"].tolist()
+            assert stored.attrs["weights_sha256"] == yamnet.weights_sha256 and stored.attrs["layer"] == layer
+            np.testing.assert_allclose(stored.activations[()], direct[layer], rtol=1e-5, atol=1e-5)
+
+
+def test_a_failing_extraction_leaves_no_output(tmp_path, write_wav, yamnet):
+    clips = small_dataset(tmp_path, write_wav)
+    (tmp_path / "GD_01.wav").write_bytes(b"corrupted after the manifest was made")
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="GD_01.wav"):
+        activations.extract(yamnet, clips, tmp_path, {"layer1": out / "layer1.h5", "layer2": out / "layer2.h5"},
+                            clip_seconds=0.975, batch_size=2)
+    assert list(out.iterdir()) == []
