@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from audioprobe.io.atomic import canonical_json
+from audioprobe.io.atomic import canonical_json, temporary_beside
 
 STRING = h5py.string_dtype("utf-8")
 
@@ -33,9 +32,7 @@ class LayerWriter:
     def __init__(self, path, clips: int, layer_shape, *, dtype="float32", compression="gzip",
                  attrs: dict | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
+        self.tmp = temporary_beside(self.path)
         self.clips = clips
         self.written = 0
         self.file = h5py.File(self.tmp, "w", track_order=True)

@@ -1,3 +1,5 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -22,6 +24,9 @@ def test_layer_files_appear_only_when_complete(tmp_path):
         assert layer.attrs["config"] == {"a": 1} and layer.attrs["model"] == "m"
         np.testing.assert_array_equal(layer.activations[2], 2.0)
     assert [p.name for p in tmp_path.iterdir()] == ["layer.h5"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_an_aborted_or_short_write_leaves_nothing(tmp_path):
