@@ -20,9 +20,13 @@ wildcard_constraints:
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/activations.smk"
+include: "rules/decode.smk"
+include: "rules/disentangle.smk"
+include: "rules/transfer.smk"
 
 
 rule all:
     default_target: True
     input:
         foundation_outputs(),
+        latent_outputs(),

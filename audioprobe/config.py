@@ -75,3 +75,34 @@ def check_references(config: dict, layer_names) -> None:
             if unknown:
                 raise ConfigError(f"activations.layers: model {run['model']!r} has no layer {unknown[0]!r}; "
                                   f"its layers are {', '.join(known)}")
+
+
+def check_latent(config: dict, layer_names) -> None:
+    """Study 1 runs must be activation runs, and a fixed flow layer must be one of their layers."""
+    latent = config.get("latent", {})
+    extracted = {(run["model"], run["dataset"]) for run in config["activations"]["runs"]}
+    for index, run in enumerate(latent.get("runs", [])):
+        if (run["model"], run["dataset"]) not in extracted:
+            raise ConfigError(f"latent.runs[{index}]: {run['model']} on {run['dataset']} is not in "
+                              "activations.runs; add it there so its activations are extracted")
+        flow_layer(config, run["model"], layer_names)
+
+
+def flow_layer(config: dict, model: str, layer_names) -> str | None:
+    """The configured flow layer as a layer name; None when it is chosen from decoding ('best')."""
+    layer = config["latent"]["flow"]["layer"]
+    if layer == "best":
+        return None
+    known = layer_names(config["models"][model]["kind"])
+    if config["activations"]["layers"] != "all":
+        known = [name for name in known if name in config["activations"]["layers"]]
+    if isinstance(layer, int):
+        if not 1 <= layer <= len(known):
+            raise ConfigError(f"latent.flow.layer: {layer} is out of range; model {model!r} has layers 1 to "
+                              f"{len(known)} ({', '.join(known)})")
+        return known[layer - 1]
+    if layer not in known:
+        raise ConfigError(f"latent.flow.layer: {layer!r} is not an extracted layer of {model!r}; "
+                          f"choose one of {', '.join(known)} or 'best'")
+    return layer
+

@@ -43,8 +43,8 @@ CLIP_SECONDS, HOP_SECONDS = 0.975, 0.48
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=100, help="clips for the throughput comparison")
-    parser.add_argument("--memory-clips", type=int, nargs="+", default=[100, 400],
-                        help="dataset sizes for the peak-memory runs (one fresh process each)")
+    parser.add_argument("--memory-clips", type=int, nargs="*", default=[100, 400],
+                        help="dataset sizes for the peak-memory runs (one fresh process each; none to skip)")
     parser.add_argument("--numerics", default="float", choices=["float", "tflite"],
                         help="YAMNet numerics (model config key; the workflow's default is float)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -124,12 +124,12 @@ def warm_up(model, count: int, batch_size: int) -> dict:
 def run_fused(model, clips, root, scratch: Path, batch_size: int, compression: str) -> dict:
     with tempfile.TemporaryDirectory(dir=scratch) as out:
         outputs = {layer: f"{out}/{layer}.h5" for layer in model.layers()}
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         extract(model, clips, root, outputs, clip_seconds=CLIP_SECONDS, batch_size=batch_size,
                 compression=compression)
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
         written = sum(Path(p).stat().st_size for p in outputs.values())
-    return {"seconds": seconds, "clips_per_s": len(clips) / seconds, "bytes_written": written}
+    return {"seconds": seconds, "cpu_seconds": cpu, "clips_per_s": len(clips) / seconds, "bytes_written": written}
 
 
 def run_per_layer(model, clips, root, scratch: Path, batch_size: int, compression: str) -> dict:
@@ -142,7 +142,7 @@ def _per_layer_passes(model, clips, root, out: Path, batch_size: int, compressio
     samples = clip_samples(CLIP_SECONDS, model.sample_rate)
     parts = {"load": 0.0, "compute": 0.0, "write": 0.0}
     per_layer = {}
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     for layer in model.layers():
         layer_started = time.monotonic()
         writer = LayerWriter(out / f"{layer}.h5", len(clips), model.layer_shape(layer, samples),
@@ -164,8 +164,8 @@ def _per_layer_passes(model, clips, root, out: Path, batch_size: int, compressio
         writer.finish(clips["clip_id"].tolist(), labels_of(clips))
         parts["write"] += time.monotonic() - tick
         per_layer[layer] = time.monotonic() - layer_started
-    seconds = time.monotonic() - started
-    return {"seconds": seconds, "clips_per_s": len(clips) / seconds, "parts_seconds": parts,
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "clips_per_s": len(clips) / seconds, "parts_seconds": parts,
             "pass_seconds": per_layer}
 
 
@@ -237,9 +237,11 @@ def git_state() -> dict:
     def git(*command):
         return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    diff = subprocess.run(["git", "diff", "HEAD", "--", "audioprobe"], cwd=REPO, capture_output=True).stdout
+    package = hashlib.sha256()
+    for path in sorted((REPO / "audioprobe").rglob("*.py")):
+        package.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
     return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no").splitlines(),
-            "audioprobe_diff_sha256": hashlib.sha256(diff).hexdigest()}
+            "audioprobe_sha256": package.hexdigest()}
 
 
 def table(result: dict) -> str:
@@ -278,7 +280,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.memory_child is not None:
         return memory_child(args)
-    git = git_state()
+    git, load_start = git_state(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-extraction-") as tmp:
         tmp = Path(tmp)
         print("generating maas-synth clips ...", file=sys.stderr)
@@ -308,8 +310,9 @@ def main(argv=None) -> None:
                      "memory_compression": args.compression[0], "threads": args.threads, "layers": model.layers(),
                      "model_config": {"kind": "yamnet", "numerics": args.numerics}, "weights": args.weights,
                      "weights_sha256": model.weights_sha256, "dataset": dataset,
-                     "generate_seconds": generate_seconds, "git": git, "code_changed_during_run": git_state() != git},
-        "machine": machine_info(),
+                     "generate_seconds": generate_seconds, "git": git,
+                     "code_changed_during_run": git_state()["audioprobe_sha256"] != git["audioprobe_sha256"]},
+        "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "throughput": {"tracing_seconds": tracing, "by_compression": by_compression, "compute_only": compute},
         "memory": memory,
     }
@@ -317,7 +320,10 @@ def main(argv=None) -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     if result["settings"]["code_changed_during_run"]:
-        print("warning: the repository changed during the run; the figures may mix two versions", file=sys.stderr)
+        print("warning: audioprobe changed during the run; the figures may mix two versions", file=sys.stderr)
+    if load_start[0] > 0.5:
+        print(f"warning: load average {load_start[0]:.1f} before the run: other processes may slow it",
+              file=sys.stderr)
     print(f"\nwritten: {args.out}", file=sys.stderr)
 
 

@@ -13,6 +13,7 @@ GENERATED_KINDS = ("maas-synth", "commands-synth")
 apconfig.fill_defaults(config, apconfig.load_schema(workflow.source_path(SCHEMA)))
 validate(config, SCHEMA, set_default=True)
 apconfig.check_references(config, layer_names)
+apconfig.check_latent(config, layer_names)
 
 
 def names_of_kind(section, *kinds):
@@ -164,3 +165,76 @@ def layer_files_of(wildcards):
 
 def layers_of(wildcards):
     return run_layers(wildcards.model)
+
+
+# --- Study 1: latent disentanglement ---------------------------------------------------------------------
+
+
+def latent_runs():
+    return [(run["model"], run["dataset"]) for run in config["latent"]["runs"]]
+
+
+def latent_setting(key):
+    def setting(wildcards):
+        return config["latent"][key]
+
+    return setting
+
+
+def projection_files(wildcards):
+    return [
+        f"results/latent/{wildcards.model}/{wildcards.dataset}/projection/{layer}.h5"
+        for layer in run_layers(wildcards.model)
+    ]
+
+
+def flow_layer_of(wildcards):
+    """The flow's layer: fixed in the config, or the decoding peak (known once decoding has run)."""
+    fixed = apconfig.flow_layer(config, wildcards.model, layer_names)
+    if fixed:
+        return fixed
+    from audioprobe.latent.steps import best_layer
+
+    return best_layer(checkpoints.decode_layers.get(**wildcards).output.summary)
+
+
+def flow_layer_file(kind):
+    """The flow layer's projection ("projection") or activations ("activations") as an input."""
+
+    def path(wildcards):
+        layer = flow_layer_of(wildcards)
+        if kind == "projection":
+            return f"results/latent/{wildcards.model}/{wildcards.dataset}/projection/{layer}.h5"
+        return f"results/activations/{wildcards.model}/{wildcards.dataset}/{layer}.h5"
+
+    return path
+
+
+def model_weights_of(wildcards):
+    return weights_input(wildcards.model)
+
+
+def model_config_of(wildcards):
+    return config["models"][wildcards.model]
+
+
+def weights_source_of(wildcards, input):
+    return input.weights if input.weights else model_weights(wildcards.model)
+
+
+def latent_outputs():
+    outputs = []
+    for model, dataset in latent_runs():
+        base = f"results/latent/{model}/{dataset}"
+        outputs += [
+            f"{base}/decoding/summary.csv",
+            f"{base}/decoding/tests.csv",
+            f"{base}/decoding/decoding.png",
+            f"{base}/flow/flow.pt",
+            f"{base}/flow/curve.png",
+            f"{base}/figure1.png",
+            f"{base}/manipulation_check.csv",
+            f"{base}/transfer/statistics.csv",
+            f"{base}/transfer/figure2.png",
+        ]
+    return outputs

@@ -1,0 +1,1 @@
+"""Disentangling YAMNet latents: projection, splits, invertible flows, latent transfer."""

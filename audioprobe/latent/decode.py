@@ -1,0 +1,363 @@
+"""KNN decoding of labelled factors from each layer's features, with leakage-free grouped cross-validation.
+
+Clips cut from one source recording (overlapping patches, neighbouring time blocks) are near-duplicates.
+Splitting rows at random puts such twins on both sides of a fold, and a nearest-neighbour classifier
+then "decodes" the recording rather than the factor. Here every fold holds out whole groups (a group is a
+source recording), stratified by label as far as the groups allow, and every layer of a factor is scored
+on the same folds so layers can be compared fold by fold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audioprobe import stats
+
+DECODE_COLUMNS = ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance", "chance_balanced",
+                  "n_train", "n_test", "missing_in_training", "split"]
+CONTRASTS = (("first vs best", "first", "best"), ("best vs last", "best", "last"),
+             ("first vs last", "first", "last"))
+PLOT_FORMATS = (".png", ".svg")
+
+
+class FoldWarning(UserWarning):
+    """Some fold has a test clip whose class is absent from that fold's training clips."""
+
+
+def describe_split(n_folds: int, group_by: str = "source recording") -> str:
+    return f"{n_folds}-fold StratifiedGroupKFold by {group_by}"
+
+
+def group_folds(groups, labels, n_folds: int = 10, seed: int = 0, *, factor: str = "labels"):
+    """Cross-validation folds made of whole groups, stratified by label where the groups allow it.
+
+    Returns a list of ``(train_idx, test_idx)`` index arrays; every clip is in exactly one test fold and
+    no group is on both sides of a fold. A class with too few groups to be in training in every fold is
+    not an error: a :class:`FoldWarning` names it, and :func:`missing_in_training` lists it per fold.
+    """
+    groups, labels = _vector(groups, "groups"), _vector(labels, factor)
+    if len(groups) != len(labels):
+        raise ValueError(f"groups has {len(groups)} entries but {factor!r} has {len(labels)}; "
+                         "give one group and one label per clip")
+    _check_folds_setting(n_folds, seed)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"factor {factor!r} has a single class ({_plain(classes[0])!r}) across "
+                         f"{len(labels)} clips: there is nothing to decode; drop it or add clips of "
+                         "other classes")
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise ValueError(f"there are {n_groups} groups (source recordings) but {n_folds} folds were "
+                         f"asked for; each fold needs a whole group, so use at most n_folds={n_groups}")
+    counts = pd.Series(labels).value_counts()
+    if counts.max() < n_folds:
+        raise ValueError(f"every class of {factor!r} has fewer clips than the {n_folds} folds "
+                         f"(largest class: {counts.max()} clips); use fewer folds")
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # sklearn's warning counts clips, not groups; the check below reports what matters.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = [(np.sort(train), np.sort(test))
+                 for train, test in splitter.split(np.zeros((len(labels), 1)), labels, groups)]
+    empty = [i for i, (_, test) in enumerate(folds) if len(test) == 0]
+    if empty:
+        raise ValueError(f"folds {empty} received no group ({n_groups} groups for {n_folds} folds); "
+                         "use fewer folds")
+    problems = _gap_messages(missing_in_training(folds, labels), labels, groups, factor)
+    if problems:
+        warnings.warn("; ".join(problems), FoldWarning, stacklevel=2)
+    return folds
+
+
+def missing_in_training(folds, labels) -> list[list]:
+    """Per fold, the classes that occur in its test clips but not in its training clips (sorted).
+
+    Test clips of such a class can never be classified correctly in that fold.
+    """
+    labels = np.asarray(labels)
+    return [sorted(_plain(label) for label in set(np.unique(labels[test])) - set(np.unique(labels[train])))
+            for train, test in folds]
+
+
+def decode_factor(features, labels, groups, *, k: int = 3, metric: str = "euclidean", n_folds: int = 10,
+                  seed: int = 0, group_by: str = "source recording") -> pd.DataFrame:
+    """Decode ``labels`` from ``features`` [N, D] with a k-nearest-neighbour classifier, fold by fold.
+
+    Folds come from :func:`group_folds`. Returns one row per fold with: fold (0-based), accuracy,
+    balanced_accuracy, chance, chance_balanced, n_train, n_test, missing_in_training, split. ``chance`` is
+    the accuracy on the test fold of always predicting the training fold's majority class (ties go to the
+    first class in sorted order) and ``chance_balanced`` the balanced accuracy of that same guess.
+    """
+    x = _features(features, "features")
+    labels = _vector(labels, "labels")
+    if len(x) != len(labels):
+        raise ValueError(f"features have {len(x)} rows but there are {len(labels)} labels; give one row "
+                         "per clip")
+    folds = group_folds(groups, labels, n_folds, seed)
+    table = _score_folds(x, labels, folds, k=k, metric=metric)
+    table["split"] = describe_split(n_folds, group_by)
+    return table
+
+
+def decode_layers(features: dict, factors: dict, groups, *, k: int = 3, metric: str = "euclidean",
+                  n_folds: int = 10, seed: int = 0, group_by: str = "source recording") -> pd.DataFrame:
+    """Decode every factor from every layer; each factor's folds are shared by all layers.
+
+    ``features`` maps layer name -> [N, D] array, ``factors`` maps factor name -> N labels; ``groups``
+    gives each clip's source recording. Returns columns layer, factor, fold, accuracy, balanced_accuracy,
+    chance, chance_balanced, n_train, n_test, missing_in_training, split; rows ordered by factor, then
+    layer (in the order given), then fold.
+    """
+    if not features:
+        raise ValueError("no layers given: features must map at least one layer name to an array")
+    if not factors:
+        raise ValueError("no factors given: factors must map at least one factor name to labels")
+    arrays = {str(layer): _features(values, f"layer {layer!r}") for layer, values in features.items()}
+    n = len(_vector(groups, "groups"))
+    for name, values in [*((f"layer {layer!r}", a) for layer, a in arrays.items()),
+                         *((f"factor {factor!r}", np.asarray(y)) for factor, y in factors.items())]:
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} rows but groups has {n}; every layer and factor "
+                             "needs one row per clip, in the same order")
+    frames = []
+    for factor, labels in factors.items():
+        labels = _vector(labels, factor)
+        folds = group_folds(groups, labels, n_folds, seed, factor=str(factor))
+        for layer, x in arrays.items():
+            table = _score_folds(x, labels, folds, k=k, metric=metric)
+            frames.append(table.assign(layer=layer, factor=str(factor), split=describe_split(n_folds, group_by)))
+    return pd.concat(frames, ignore_index=True)[DECODE_COLUMNS]
+
+
+def summarise_decoding(table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer x factor: n_folds, mean/sd/se/min/max accuracy, mean balanced accuracy, mean chance, split.
+
+    Layers and factors keep the order in which they first appear in ``table``.
+    """
+    _require_columns(table, ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance"],
+                     "a decoding table")
+    split = table["split"] if "split" in table else pd.Series("unknown split", index=table.index)
+    rows = []
+    for (factor, layer), part in table.assign(split=split).groupby(["factor", "layer"], sort=False):
+        mean, se = stats.mean_and_se(part["accuracy"])
+        rows.append({"layer": layer, "factor": factor, "n_folds": len(part), "mean_accuracy": mean,
+                     "sd_accuracy": float(part["accuracy"].std(ddof=1)) if len(part) > 1 else np.nan,
+                     "se_accuracy": se, "min_accuracy": float(part["accuracy"].min()),
+                     "max_accuracy": float(part["accuracy"].max()),
+                     "mean_balanced_accuracy": float(part["balanced_accuracy"].mean()),
+                     "mean_chance": float(part["chance"].mean()),
+                     "split": "; ".join(dict.fromkeys(part["split"].astype(str)))})
+    return pd.DataFrame(rows)
+
+
+def best_layer(table: pd.DataFrame, factor) -> str:
+    """The layer with the highest mean accuracy for ``factor`` (the earliest such layer on a tie)."""
+    accuracy = _accuracy_by_fold(table, factor)
+    means = accuracy.mean(axis=0)
+    return str(means.index[int(np.argmax(means.to_numpy()))])
+
+
+def layer_comparisons(table: pd.DataFrame, factor) -> pd.DataFrame:
+    """Paired comparisons across folds of the first vs best, best vs last and first vs last layer.
+
+    The best layer has the highest mean accuracy (earliest on a tie); first and last follow the table's
+    layer order. Each comparison pairs the two layers' accuracies fold by fold (:func:`stats.compare_pairs`)
+    and the Bonferroni and Holm corrections run across the comparisons actually made. When the best layer
+    is the first or the last, a contrast would compare a layer with itself: its row is kept with NaN
+    statistics and a ``note``, and it does not count as a test.
+
+    Caveats worth reporting with the numbers: the best layer is chosen on the same folds it is tested on,
+    and cross-validation folds share training clips, so these p-values are optimistic.
+
+    Returns columns factor, contrast, layer_a, layer_b, best_layer, then those of
+    :func:`stats.compare_pairs` (comparison, n, mean_a, mean_b, mean_diff, se_diff, t, df, p_t, w,
+    p_wilcoxon, note, and the corrected p-values).
+    """
+    accuracy = _accuracy_by_fold(table, factor)
+    layers = list(accuracy.columns)
+    roles = {"first": layers[0], "best": best_layer(table, factor), "last": layers[-1]}
+    pairs = [(name, roles[a], roles[b], a, b) for name, a, b in CONTRASTS]
+    tested = [pair for pair in pairs if pair[1] != pair[2]]
+    results = {}
+    if tested:
+        compared = stats.compare_pairs([(a, accuracy[a].to_numpy(), b, accuracy[b].to_numpy())
+                                        for _, a, b, _, _ in tested])
+        results = {pair[0]: row for pair, (_, row) in zip(tested, compared.iterrows())}
+    rows = []
+    for name, a, b, role_a, role_b in pairs:
+        row = results.get(name)
+        if row is None:
+            row = pd.Series({"comparison": f"{a} vs {b}", "label_a": a, "label_b": b, "n": len(accuracy),
+                             "mean_a": accuracy[a].mean(), "mean_b": accuracy[b].mean(), "mean_diff": 0.0,
+                             "note": f"not tested: the {role_a} and the {role_b} layer are both {a}"})
+        rows.append({"factor": factor, "contrast": name, "layer_a": a, "layer_b": b,
+                     "best_layer": roles["best"], **row.drop(["label_a", "label_b"]).to_dict()})
+    out = pd.DataFrame(rows)
+    columns = ["factor", "contrast", "layer_a", "layer_b", "best_layer", "comparison", "n", "mean_a", "mean_b",
+               "mean_diff", "se_diff", "t", "df", "p_t", "w", "p_wilcoxon", "note",
+               *(f"{p}_{method}" for p in stats.P_COLUMNS for method in ("bonferroni", "holm"))]
+    return out.reindex(columns=columns)
+
+
+def plot_decoding(summary: pd.DataFrame, path) -> None:
+    """Mean accuracy ± SE per layer, one line per factor, each with its chance level dashed.
+
+    ``path`` ends in .png or .svg; the file is written atomically (temporary file beside it, then
+    renamed), so a reader never sees half a figure.
+    """
+    from matplotlib.figure import Figure
+
+    _require_columns(summary, ["layer", "factor", "mean_accuracy", "se_accuracy", "mean_chance"],
+                     "a decoding summary (see summarise_decoding)")
+    if summary.empty:
+        raise ValueError("the decoding summary is empty: there is nothing to plot")
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"cannot tell the figure format from {target.name!r}: end the path in "
+                         f"{' or '.join(PLOT_FORMATS)}")
+    layers = list(dict.fromkeys(summary["layer"].astype(str)))
+    position = {layer: i for i, layer in enumerate(layers)}
+    figure = Figure(figsize=(max(5.0, 0.5 * len(layers) + 2.5), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    handles = []
+    for i, (factor, part) in enumerate(summary.groupby("factor", sort=False)):
+        x = part["layer"].astype(str).map(position).to_numpy()
+        colour = f"C{i % 10}"
+        handles.append(axes.errorbar(x, part["mean_accuracy"], yerr=part["se_accuracy"].fillna(0),
+                                     color=colour, marker="o", capsize=3, label=str(factor)))
+        handles.extend(axes.plot(x, part["mean_chance"], color=colour, linestyle="--", linewidth=1,
+                                 label=f"{factor}: chance"))
+    axes.set_xticks(range(len(layers)), layers, rotation=45 if len(layers) > 6 else 0,
+                    ha="right" if len(layers) > 6 else "center")
+    axes.set_xlabel("layer")
+    axes.set_ylabel("KNN accuracy (mean ± SE over folds)")
+    axes.set_ylim(0, 1.02)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(handles=handles, fontsize="small")
+    split = "; ".join(dict.fromkeys(summary["split"].astype(str))) if "split" in summary else ""
+    if split:
+        axes.set_title(split, fontsize="small")
+    _save_atomically(figure, target, suffix)
+
+
+def _score_folds(x: np.ndarray, labels: np.ndarray, folds, *, k: int, metric: str) -> pd.DataFrame:
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number of neighbours, got {k!r}")
+    smallest = min(len(train) for train, _ in folds)
+    if k > smallest:
+        raise ValueError(f"k={k} neighbours but the smallest training fold has {smallest} clips; use "
+                         f"k <= {smallest} or fewer folds")
+    gaps = missing_in_training(folds, labels)
+    rows = []
+    for fold, ((train, test), gap) in enumerate(zip(folds, gaps)):
+        model = KNeighborsClassifier(n_neighbors=k, metric=metric).fit(x[train], labels[train])
+        predicted = model.predict(x[test])
+        classes, counts = np.unique(labels[train], return_counts=True)
+        guess = np.full(len(test), classes[np.argmax(counts)])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+            rows.append({"fold": fold, "accuracy": float(np.mean(predicted == labels[test])),
+                         "balanced_accuracy": float(balanced_accuracy_score(labels[test], predicted)),
+                         "chance": float(np.mean(guess == labels[test])),
+                         "chance_balanced": float(balanced_accuracy_score(labels[test], guess)),
+                         "n_train": len(train), "n_test": len(test),
+                         "missing_in_training": ",".join(map(str, gap))})
+    return pd.DataFrame(rows)
+
+
+def _accuracy_by_fold(table: pd.DataFrame, factor) -> pd.DataFrame:
+    """Accuracy as folds x layers (layers in table order) for one factor; every layer needs every fold."""
+    _require_columns(table, ["layer", "factor", "fold", "accuracy"], "a decoding table")
+    part = table[table["factor"] == factor]
+    if part.empty:
+        raise ValueError(f"factor {factor!r} is not in the table; it has {list(dict.fromkeys(table['factor']))}")
+    if part.duplicated(["layer", "fold"]).any():
+        raise ValueError(f"factor {factor!r} has more than one row for some layer and fold")
+    layers = list(dict.fromkeys(part["layer"]))
+    accuracy = part.pivot(index="fold", columns="layer", values="accuracy")[layers]
+    if accuracy.isna().any().any():
+        raise ValueError(f"the layers of factor {factor!r} were not scored on the same folds; layer "
+                         "comparisons need every layer on every fold (use decode_layers)")
+    return accuracy
+
+
+def _gap_messages(gaps, labels, groups, factor) -> list[str]:
+    group_counts = pd.Series(groups).groupby(pd.Series([_plain(label) for label in labels])).nunique()
+    short = sorted({label for gap in gaps for label in gap}, key=str)
+    return [f"class {label!r} of {factor!r} is missing from training in "
+            f"{sum(label in gap for gap in gaps)} fold(s): it has {group_counts[label]} source "
+            "recording(s); add recordings of it or drop it" for label in short]
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages read 2 and 'wood', not np.int64(2)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_folds_setting(n_folds, seed) -> None:
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"n_folds must be a whole number >= 2, got {n_folds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be a whole number so the folds can be reproduced, got {seed!r}")
+
+
+def _vector(values, name) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name!r} must be one value per clip (1-D), got shape {array.shape}")
+    if len(array) == 0:
+        raise ValueError(f"{name!r} is empty; decoding needs clips")
+    return array
+
+
+def _features(values, name) -> np.ndarray:
+    x = np.asarray(values)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [clips, dimensions], got shape {x.shape}; "
+                         "pool or reshape it, e.g. values.reshape(len(values), -1)")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values; fix or drop those clips first")
+    return x
+
+
+def _require_columns(table, columns, what) -> None:
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"expected {what} with columns {columns}; {missing} are missing "
+                         f"(it has {list(table.columns)})")
+
+
+def _save_atomically(figure, target: Path, suffix: str) -> None:
+    from matplotlib import rc_context
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    # Fixed metadata and SVG ids, text kept as text: the same summary gives the same file.
+    metadata = {"Date": None} if suffix == ".svg" else {"Software": None}
+    try:
+        with rc_context({"svg.hashsalt": "audioprobe", "svg.fonttype": "none"}):
+            figure.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

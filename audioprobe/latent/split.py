@@ -1,0 +1,40 @@
+"""A persistent train / validation / test split by recording group, stratified by label combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float, test_fraction: float,
+                 seed: int) -> pd.DataFrame:
+    """clip_id, group, split: whole recording groups go to one split, each label combination spread
+    over the three splits in proportion where it has enough groups."""
+    if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError("latent.split: val_fraction and test_fraction must be fractions that leave a "
+                         f"training share (got val {val_fraction}, test {test_fraction})")
+    columns = [f"label_{f}" for f in factors]
+    missing = [c for c in columns if c not in clips.columns]
+    if missing:
+        raise ValueError(f"the manifest has no label column {missing[0]!r}; its labels are "
+                         f"{[c[6:] for c in clips.columns if c.startswith('label_')]}")
+    stratum = clips[columns].astype(str).agg("|".join, axis=1)
+    group_stratum = stratum.groupby(clips["group"]).agg(lambda s: s.value_counts().index[0])
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for _, groups in sorted(group_stratum.groupby(group_stratum), key=lambda item: item[0]):
+        names = sorted(groups.index)
+        rng.shuffle(names)
+        n_test = max(1, int(round(test_fraction * len(names)))) if len(names) >= 2 else 0
+        n_val = int(round(val_fraction * len(names))) if len(names) - n_test >= 2 else 0
+        for i, name in enumerate(names):
+            assignment[name] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    out = pd.DataFrame({"clip_id": clips["clip_id"], "group": clips["group"],
+                        "split": clips["group"].map(assignment)})
+    for name in ("train", "test"):  # an empty validation split is allowed: the test split stands in
+        if not (out["split"] == name).any():
+            raise ValueError(f"the {name} split is empty: {clips['group'].nunique()} recording groups are too "
+                             "few for these fractions; add recordings or change latent.split")
+    return out

@@ -1,0 +1,76 @@
+# Study 1, part 1: a persistent split, per-layer projections, and KNN decoding of both factors.
+
+
+rule latent_split:
+    input:
+        "results/datasets/{dataset}/manifest.csv",
+    output:
+        "results/latent/{model}/{dataset}/split.csv",
+    params:
+        split=latent_setting("split"),
+        factors=latent_setting("factors"),
+    log:
+        "results/logs/latent_split/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/latent_split/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/latent_split.py"
+
+
+rule project_layer:
+    input:
+        layer="results/activations/{model}/{dataset}/{layer}.h5",
+        split="results/latent/{model}/{dataset}/split.csv",
+    output:
+        "results/latent/{model}/{dataset}/projection/{layer}.h5",
+    params:
+        components=latent_setting("pca_components"),
+        split=latent_setting("split"),
+    log:
+        "results/logs/project_layer/{model}/{dataset}/{layer}.log",
+    benchmark:
+        "results/benchmarks/project_layer/{model}/{dataset}/{layer}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../workflow/scripts/project_layer.py"
+
+
+checkpoint decode_layers:
+    input:
+        projections=projection_files,
+        split="results/latent/{model}/{dataset}/split.csv",
+    output:
+        folds="results/latent/{model}/{dataset}/decoding/folds.csv",
+        summary=report(
+            "results/latent/{model}/{dataset}/decoding/summary.csv",
+            category="Study 1: latent disentanglement",
+        ),
+        tests="results/latent/{model}/{dataset}/decoding/tests.csv",
+        figure=report(
+            "results/latent/{model}/{dataset}/decoding/decoding.png",
+            category="Study 1: latent disentanglement",
+        ),
+    params:
+        decode=latent_setting("decode"),
+        factors=latent_setting("factors"),
+        layers=layers_of,
+    log:
+        "results/logs/decode_layers/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/decode_layers/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow/scripts/decode_layers.py"

@@ -1,0 +1,61 @@
+# Study 1, part 2: an invertible flow that puts each factor on its own dimension, and Figure 1.
+
+
+rule train_flow:
+    input:
+        projection=flow_layer_file("projection"),
+        split="results/latent/{model}/{dataset}/split.csv",
+    output:
+        checkpoint="results/latent/{model}/{dataset}/flow/flow.pt",
+        curve="results/latent/{model}/{dataset}/flow/curve.csv",
+        curve_figure=report(
+            "results/latent/{model}/{dataset}/flow/curve.png",
+            category="Study 1: latent disentanglement",
+        ),
+        latents="results/latent/{model}/{dataset}/flow/latents.h5",
+        invertibility="results/latent/{model}/{dataset}/flow/invertibility.json",
+    params:
+        flow=latent_setting("flow"),
+        factors=latent_setting("factors"),
+        layer=flow_layer_of,
+    log:
+        "results/logs/train_flow/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/train_flow/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    script:
+        "../workflow/scripts/train_flow.py"
+
+
+rule figure1:
+    input:
+        latents="results/latent/{model}/{dataset}/flow/latents.h5",
+        split="results/latent/{model}/{dataset}/split.csv",
+    output:
+        figure=report(
+            "results/latent/{model}/{dataset}/figure1.png",
+            category="Study 1: latent disentanglement",
+        ),
+        check=report(
+            "results/latent/{model}/{dataset}/manipulation_check.csv",
+            category="Study 1: latent disentanglement",
+        ),
+    params:
+        factors=latent_setting("factors"),
+        decode=latent_setting("decode"),
+    log:
+        "results/logs/figure1/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/figure1/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure1.py"

@@ -1,0 +1,210 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import KFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from audioprobe.latent import decode
+
+
+def recordings(n_groups, clips_per_group, rng, n_classes=2):
+    """Group ids per clip and one label per group, classes balanced over groups."""
+    groups = np.repeat(np.arange(n_groups), clips_per_group)
+    group_labels = rng.permutation(np.arange(n_groups) % n_classes)
+    return groups, group_labels[groups]
+
+
+def layered_data(seed=0):
+    """90 recordings of 3 classes: a layer where the class moves the features, and one where it does not."""
+    rng = np.random.default_rng(seed)
+    groups, labels = recordings(90, 2, rng, n_classes=3)
+    centroids = rng.normal(0, 4, (3, 8))
+    signal = centroids[labels] + rng.normal(0, 1, (90, 8))[groups] + rng.normal(0, 0.5, (len(groups), 8))
+    noise = rng.normal(0, 3, (90, 8))[groups] + rng.normal(0, 0.5, (len(groups), 8))
+    return {"noise_early": noise, "signal": signal, "noise_late": noise[::-1].copy()}, labels, groups
+
+
+def test_group_folds_hold_out_whole_groups_and_test_every_clip_once():
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 12, 30)
+    groups = np.repeat([f"rec{i:02d}" for i in range(30)], sizes)
+    labels = np.repeat(rng.permutation(np.arange(30) % 3), sizes)
+    folds = decode.group_folds(groups, labels, n_folds=5, seed=0)
+    assert len(folds) == 5
+    tested = np.concatenate([test for _, test in folds])
+    np.testing.assert_array_equal(np.sort(tested), np.arange(len(groups)))
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(groups)))
+        assert set(labels[train]) == {0, 1, 2}
+    assert decode.missing_in_training(folds, labels) == [[]] * 5
+
+
+def test_grouping_removes_the_leak_that_row_wise_folds_let_through():
+    # Each recording has its own offset; labels are fixed per recording but unrelated to the features.
+    rng = np.random.default_rng(0)
+    groups, labels = recordings(120, 4, rng)
+    features = rng.normal(0, 3, (120, 10))[groups] + rng.normal(0, 0.5, (len(groups), 10))
+    row_wise = cross_val_score(KNeighborsClassifier(n_neighbors=3), features, labels,
+                               cv=KFold(10, shuffle=True, random_state=0)).mean()
+    grouped = decode.decode_factor(features, labels, groups, k=3, n_folds=10, seed=0)
+    assert row_wise > 0.95  # neighbours from the same recording give the label away
+    assert grouped["accuracy"].mean() < 0.7
+    assert abs(grouped["accuracy"].mean() - grouped["chance"].mean()) < 0.2
+    assert grouped["n_test"].sum() == len(groups)
+
+
+def test_a_layer_with_signal_decodes_above_chance_and_noise_does_not():
+    features, labels, groups = layered_data()
+    table = decode.decode_layers(features, {"material": labels}, groups, k=3, n_folds=4, seed=0)
+    assert list(table.columns[:9]) == ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance",
+                                       "chance_balanced", "n_train", "n_test"]
+    assert list(dict.fromkeys(table["layer"])) == ["noise_early", "signal", "noise_late"]
+    mean = table.groupby("layer")["accuracy"].mean()
+    chance = table["chance"].mean()
+    assert 0.2 < chance < 0.5
+    assert mean["signal"] > 0.9
+    assert mean["noise_early"] < chance + 0.25 and mean["noise_late"] < chance + 0.25
+    assert table.groupby("layer")["balanced_accuracy"].mean()["signal"] > 0.9
+    # every layer of a factor is scored on the same folds as decode_factor would use
+    alone = decode.decode_factor(features["signal"], labels, groups, k=3, n_folds=4, seed=0)
+    signal = table[table["layer"] == "signal"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(signal[alone.columns], alone)
+
+
+def test_chance_is_the_training_majority_class_on_the_test_fold():
+    features, labels, groups = layered_data()
+    folds = decode.group_folds(groups, labels, n_folds=4, seed=0)
+    table = decode.decode_factor(features["signal"], labels, groups, n_folds=4, seed=0)
+    for (train, test), chance in zip(folds, table["chance"]):
+        majority = pd.Series(labels[train]).value_counts().sort_index().idxmax()
+        assert chance == pytest.approx(np.mean(labels[test] == majority))
+
+
+def test_same_seed_same_table_and_another_seed_other_folds():
+    features, labels, groups = layered_data()
+    factors = {"material": labels, "parity": groups % 2}
+    first = decode.decode_layers(features, factors, groups, n_folds=4, seed=7)
+    again = decode.decode_layers(features, factors, groups, n_folds=4, seed=7)
+    pd.testing.assert_frame_equal(first, again)
+    folds = [set(groups[test]) for _, test in decode.group_folds(groups, labels, 4, seed=7)]
+    other = [set(groups[test]) for _, test in decode.group_folds(groups, labels, 4, seed=8)]
+    assert folds != other
+
+
+def test_one_class_factor_is_refused_by_name():
+    features, labels, groups = layered_data()
+    with pytest.raises(ValueError, match="factor 'action' has a single class"):
+        decode.decode_layers(features, {"material": labels, "action": np.zeros_like(labels)}, groups,
+                             n_folds=4)
+
+
+def test_fewer_groups_than_folds_is_refused_with_the_count():
+    rng = np.random.default_rng(0)
+    groups, labels = recordings(5, 4, rng)
+    with pytest.raises(ValueError, match=r"there are 5 groups .* use at most n_folds=5"):
+        decode.decode_factor(rng.normal(size=(20, 3)), labels, groups, n_folds=10)
+
+
+def test_k_larger_than_the_training_fold_is_refused():
+    rng = np.random.default_rng(0)
+    groups, labels = recordings(4, 2, rng)
+    with pytest.raises(ValueError, match=r"k=7 neighbours but the smallest training fold has 4 clips"):
+        decode.decode_factor(rng.normal(size=(8, 3)), labels, groups, k=7, n_folds=2)
+
+
+def test_bad_feature_shapes_are_refused():
+    rng = np.random.default_rng(0)
+    groups, labels = recordings(6, 2, rng)
+    with pytest.raises(ValueError, match="2-D array"):
+        decode.decode_factor(rng.normal(size=(12, 3, 2)), labels, groups, n_folds=3)
+    with pytest.raises(ValueError, match="12 rows but there are 11 labels"):
+        decode.decode_factor(rng.normal(size=(12, 3)), labels[:11], groups, n_folds=3)
+
+
+def test_a_class_with_one_recording_is_reported_not_fatal():
+    rng = np.random.default_rng(2)
+    groups, labels = recordings(12, 5, rng)
+    labels[groups == 0] = 2  # class 2 has a single recording: no training example when it is tested
+    features = rng.normal(size=(len(groups), 4))
+    with pytest.warns(decode.FoldWarning, match=r"class 2 .* missing from training in 1 fold\(s\): it has 1"):
+        table = decode.decode_factor(features, labels, groups, n_folds=4, seed=0)
+    assert (table["missing_in_training"] == "2").sum() == 1
+    assert (table["missing_in_training"] == "").sum() == 3
+
+
+def test_summary_per_layer_and_factor():
+    features, labels, groups = layered_data()
+    table = decode.decode_layers(features, {"material": labels}, groups, n_folds=4, seed=0)
+    summary = decode.summarise_decoding(table)
+    assert list(summary["layer"]) == ["noise_early", "signal", "noise_late"]
+    signal = summary.set_index("layer").loc["signal"]
+    accuracy = table.loc[table["layer"] == "signal", "accuracy"]
+    assert signal["n_folds"] == 4
+    assert signal["mean_accuracy"] == pytest.approx(accuracy.mean())
+    assert signal["sd_accuracy"] == pytest.approx(accuracy.std(ddof=1))
+    assert signal["se_accuracy"] == pytest.approx(accuracy.std(ddof=1) / 2)
+    assert signal["min_accuracy"] == accuracy.min() and signal["max_accuracy"] == accuracy.max()
+    assert signal["split"] == "4-fold StratifiedGroupKFold by source recording"
+
+
+def fold_table(means, n_folds=10, seed=0):
+    """A decoding table with a shared fold effect, so the paired comparisons have real pairing to use."""
+    rng = np.random.default_rng(seed)
+    fold_effect = rng.normal(0, 0.03, n_folds)
+    rows = [{"layer": layer, "factor": "material", "fold": fold,
+             "accuracy": mean + fold_effect[fold] + rng.normal(0, 0.01)}
+            for layer, mean in means.items() for fold in range(n_folds)]
+    return pd.DataFrame(rows)
+
+
+def test_layer_comparisons_find_the_best_layer_and_a_large_difference():
+    table = fold_table({"conv1": 0.55, "conv2": 0.7, "conv3": 0.9, "conv4": 0.56})
+    result = decode.layer_comparisons(table, "material")
+    assert list(result["contrast"]) == ["first vs best", "best vs last", "first vs last"]
+    assert set(result["best_layer"]) == {"conv3"}
+    assert list(result["layer_a"]) == ["conv1", "conv3", "conv1"]
+    assert list(result["layer_b"]) == ["conv3", "conv4", "conv4"]
+    first_best = result.iloc[0]
+    assert first_best["mean_diff"] == pytest.approx(-0.35, abs=0.02)
+    assert first_best["p_t"] < 1e-8 and first_best["p_t_bonferroni"] == pytest.approx(3 * first_best["p_t"])
+    assert first_best["df"] == 9
+    # a 0.01 difference against fold noise of 0.01 is far weaker evidence than a 0.35 one
+    assert result.iloc[2]["p_t"] > 1000 * first_best["p_t"]
+    np.testing.assert_allclose(result["p_t_holm"], decode.stats.holm(result["p_t"]))
+
+
+def test_layer_comparisons_mark_a_best_first_layer_instead_of_testing_it_against_itself():
+    table = fold_table({"conv1": 0.9, "conv2": 0.7, "conv3": 0.6})
+    result = decode.layer_comparisons(table, "material").set_index("contrast")
+    assert result.loc["first vs best", "best_layer"] == "conv1"
+    assert np.isnan(result.loc["first vs best", "p_t"]) and np.isnan(result.loc["first vs best", "p_t_holm"])
+    assert "not tested" in result.loc["first vs best", "note"]
+    tested = result.loc[["best vs last", "first vs last"]]
+    np.testing.assert_allclose(tested["p_t_bonferroni"], np.minimum(2 * tested["p_t"], 1))
+
+
+def test_layer_comparisons_need_every_layer_on_every_fold():
+    table = fold_table({"conv1": 0.5, "conv2": 0.7}).iloc[:-1]
+    with pytest.raises(ValueError, match="same folds"):
+        decode.layer_comparisons(table, "material")
+    with pytest.raises(ValueError, match="'action' is not in the table"):
+        decode.layer_comparisons(table, "action")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_decoding_writes_the_figure_atomically(tmp_path, suffix):
+    features, labels, groups = layered_data()
+    factors = {"material": labels, "parity": groups % 2}
+    summary = decode.summarise_decoding(decode.decode_layers(features, factors, groups, n_folds=4))
+    path = tmp_path / "figures" / f"decoding{suffix}"
+    decode.plot_decoding(summary, path)
+    data = path.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        text = data.decode()
+        assert "<svg" in text and "noise_early" in text and "signal" in text
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    with pytest.raises(ValueError, match="end the path in .png or .svg"):
+        decode.plot_decoding(summary, tmp_path / "decoding.pdf")
