@@ -57,7 +57,8 @@ def plot_transfer(distances, statistics, path, space: str, layer: str) -> None:
     """Figure 2: mean distance to P and to Q for M, M->P and M->Q (± SE), one row per factor."""
     factors = list(dict.fromkeys(distances["factor"]))
     conditions = ["M", "M->P", "M->Q"]
-    figure, axes = plt.subplots(len(factors), 2, figsize=(8, 3.2 * len(factors)), squeeze=False)
+    figure, axes = plt.subplots(len(factors), 2, figsize=(9, 3.6 * len(factors)), squeeze=False,
+                             constrained_layout=True)
     for row, factor in enumerate(factors):
         for column, reference in enumerate(("P", "Q")):
             axis = axes[row, column]

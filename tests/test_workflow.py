@@ -54,20 +54,20 @@ def tiny_run(tmp_path_factory, yamnet_tflite):
 
 def test_tiny_run_writes_manifests_layers_and_summary(tiny_run):
     clips = read_manifest(tiny_run / "results/datasets/maas-synth/manifest.csv")
-    # 2 materials x 2 actions x 2 takes, 2-s recordings cut every 0.48 s into 0.975-s clips: 3 clips each.
-    assert len(clips) == 24 and clips["group"].nunique() == 8
+    # 2 materials x 2 actions x 3 takes, 2-s recordings cut every 0.48 s into 0.975-s clips: 3 clips each.
+    assert len(clips) == 36 and clips["group"].nunique() == 12
     assert set(clips["label_material"]) == {"wood", "metal"}
     words = read_manifest(tiny_run / "results/datasets/commands-synth/manifest.csv")
     assert sorted(set(words["label_word"])) == ["no", "yes"] and len(words) == 6
     summary = read_csv(tiny_run / "results/activations/yamnet/maas-synth/summary.csv")
     assert summary["layer"].tolist() == [f"layer{i}" for i in range(1, 15)]
-    assert (summary["clips"] == 24).all() and summary.loc[8, "shape"] == "1x6x4x512"
+    assert (summary["clips"] == 36).all() and summary.loc[8, "shape"] == "1x6x4x512"
     for layer in ("layer1", "layer14"):
         with LayerFile(tiny_run / f"results/activations/yamnet/maas-synth/{layer}.h5") as stored:
             assert stored.clip_ids == clips["clip_id"].tolist()
             assert stored.attrs["config"]["batch_size"] == 8 and len(stored.attrs["weights_sha256"]) == 64
         with LayerFile(tiny_run / f"results/activations/yamnet/maas-synth/pooled/{layer}.h5") as pooled:
-            assert pooled.activations.shape == (24, 32 if layer == "layer1" else 1024)
+            assert pooled.activations.shape == (36, 32 if layer == "layer1" else 1024)
     for rule in ("extract_activations/yamnet/maas-synth", "build_manifest/maas-synth"):
         assert (tiny_run / f"results/logs/{rule}.log").stat().st_size > 0
         assert (tiny_run / f"results/benchmarks/{rule}.tsv").exists()
@@ -85,7 +85,35 @@ def test_a_downstream_change_schedules_no_activation_job(tiny_run, yamnet_tflite
 def test_a_dataset_seed_change_reschedules_everything_downstream(tiny_run, yamnet_tflite):
     jobs = scheduled(snakemake(tiny_run, "-n", config={"datasets": {"maas-synth": {"seed": 7}}}, weights=yamnet_tflite))
     assert jobs == {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
-                    "pool_activations": 14, "summarise_activations": 1, "all": 1}
+                    "pool_activations": 14, "summarise_activations": 1, "latent_split": 1, "project_layer": 14,
+                    "decode_layers": 1, "train_flow": 1, "figure1": 1, "transfer_edit": 1, "transfer_continue": 1,
+                    "transfer_statistics": 1, "all": 1}
+
+
+def test_a_flow_setting_reruns_only_the_flow_and_what_follows(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"latent": {"flow": {"epochs": 6}}}, weights=yamnet_tflite))
+    assert jobs == {"train_flow": 1, "figure1": 1, "transfer_edit": 1, "transfer_continue": 1,
+                    "transfer_statistics": 1, "all": 1}
+
+
+def test_a_transfer_setting_reruns_only_the_transfer(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"latent": {"transfer": {"distance_space": "logits"}}},
+                               weights=yamnet_tflite))
+    assert jobs == {"transfer_statistics": 1, "all": 1}
+
+
+def test_study1_outputs(tiny_run):
+    base = tiny_run / "results/latent/yamnet/maas-synth"
+    summary = read_csv(base / "decoding/summary.csv")
+    assert len(summary) == 28 and set(summary["factor"]) == {"material", "action"}
+    assert "StratifiedGroupKFold" in summary["split"].iloc[0]
+    tests = read_csv(base / "decoding/tests.csv")
+    assert {"p_t_bonferroni", "p_t_holm"} <= set(tests.columns) and len(tests) == 6
+    assert json.loads((base / "flow/invertibility.json").read_text())["max_abs_round_trip_error"] <= 1e-4
+    statistics = read_csv(base / "transfer/statistics.csv")
+    assert len(statistics) == 8 and statistics["p_t_holm"].between(0, 1).all()
+    for figure in ("decoding/decoding.png", "flow/curve.png", "figure1.png", "transfer/figure2.png"):
+        assert (base / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_other_dataset_changing_leaves_activations_alone(tiny_run, yamnet_tflite):
@@ -100,6 +128,9 @@ def test_the_other_dataset_changing_leaves_activations_alone(tiny_run, yamnet_tf
     ({"activations": {"layers": ["layer1", "layer99"]}}, "no layer 'layer99'"),
     ({"datasets": {"maas-synth": {"materials": ["wood", "jelly"]}}}, "jelly"),
     ({"datasets": {"mine": {"kind": "folder", "root": "/does/not/exist"}}}, "datasets.mine.root"),
+    ({"latent": {"flow": {"layer": 15}}}, "latent.flow.layer: 15 is out of range"),
+    ({"latent": {"flow": {"layer": "layer0"}}}, "latent.flow.layer: 'layer0'"),
+    ({"latent": {"runs": [{"model": "yamnet", "dataset": "commands-synth"}]}}, "latent.runs[0]"),
 ])
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, yamnet_tflite, override, message):
     result = snakemake(tmp_path, "-n", config=override, weights=yamnet_tflite, check=False)

@@ -36,7 +36,7 @@ CHUNK = 4096
 
 
 class FlowDiverged(RuntimeError):
-    """Training produced a NaN or infinite loss; the model is not returned."""
+    """Training produced a NaN or infinite loss, or a flow that float32 no longer inverts; no model is returned."""
 
 
 # -- architecture --------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def initialize_actnorm(flow: Transform, x: np.ndarray) -> None:
     """Run nflows' data-dependent ActNorm initialisation on all of ``x`` rather than on the first batch.
 
     Each ActNorm then gives zero mean and unit variance over ``x``; ActNorms already initialised keep their
-    values.
+    values. Leaves the flow in training mode.
     """
     values = torch.from_numpy(_as_matrix(x, "x", flow_dim(flow)))
     flow.train()
@@ -223,7 +223,7 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray,
     fixed, seeded set of validation pairs decides early stopping, and the weights of the best epoch are
     returned, in eval mode. Returns (flow, curve) with curve columns epoch, train_loss (mean over the
     epoch's batches) and val_loss, in nats per dimension. Raises FlowDiverged rather than return a flow
-    whose loss became NaN or infinite.
+    whose loss became NaN or infinite or that no longer inverts its training data (``check_invertible``).
     """
     x_train, y_train = _check_data(z_train, labels_train, "z_train", "labels_train")
     x_val, y_val = _check_data(z_val, labels_val, "z_val", "labels_val")
@@ -262,11 +262,11 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray,
         losses = []
         for _ in range(batches):
             loss = pair_loss(flow, train_tensor, y_train, *sample_pairs(y_train, batch_size, rng, pairing), sigma)
-            _check_diverged(loss.item(), "training", epoch, learning_rate)
+            losses.append(loss.item())
+            _check_diverged(losses[-1], "training", epoch, learning_rate)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
         flow.eval()
         with torch.no_grad():
             val_loss = pair_loss(flow, val_tensor, y_val, *val_pairs, sigma).item()

@@ -18,7 +18,7 @@ def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float
     columns = [f"label_{f}" for f in factors]
     missing = [c for c in columns if c not in clips.columns]
     if missing:
-        raise ValueError(f"the manifest has no label column {missing[0]!r}; its labels are "
+        raise ValueError(f"the manifest has no label column {missing[0][6:]!r} (latent.factors); its labels are "
                          f"{[c[6:] for c in clips.columns if c.startswith('label_')]}")
     stratum = clips[columns].astype(str).agg("|".join, axis=1)
     group_stratum = stratum.groupby(clips["group"]).agg(lambda s: s.value_counts().index[0])

@@ -192,7 +192,8 @@ def figure1_step(latents_path, split_path, outputs, *, factors, decode: dict) ->
             rows.append({"factor": factor, "features": name, "dimensions": len(columns),
                          "mean_accuracy": folds["accuracy"].mean(),
                          "se": folds["accuracy"].std(ddof=1) / np.sqrt(len(folds)),
-                         "chance": folds["chance"].mean(), "folds": len(folds)})
+                         "chance_majority": folds["chance"].mean(),
+                         "chance_uniform": 1 / len(set(values[factor][held_out])), "folds": len(folds)})
     write_csv(outputs.check, pd.DataFrame(rows), config={"factors": factors, **decode, "clips": "held out"})
 
 

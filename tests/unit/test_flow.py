@@ -188,8 +188,8 @@ def test_training_puts_the_classes_on_their_factor_dimensions(problem, trained):
     accuracy = {}
     for name, model in (("untrained", untrained), ("trained", flow)):
         z_train, z_test = F.forward(model, x_train), F.forward(model, x_test)
-        accuracy[name] = [nearest_mean_accuracy(z_train[:, dim], y_train[:, factor], z_test[:, dim], y_test[:, factor])
-                          for factor, dim in enumerate(F.factor_dims(DIM, 2))]
+        accuracy[name] = [nearest_mean_accuracy(z_train[:, d], y_train[:, factor], z_test[:, d], y_test[:, factor])
+                          for factor, d in enumerate(F.factor_dims(DIM, 2))]
     material, action = accuracy["trained"]
     assert material >= 0.85 and material >= accuracy["untrained"][0] + 0.2, accuracy  # chance 1/3
     assert action >= 0.95 and action > accuracy["untrained"][1], accuracy  # chance 1/2

@@ -1,0 +1,132 @@
+"""Study 1 pieces: projection, split, transfer partners and distances."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audioprobe.latent import transfer
+from audioprobe.latent.projection import Projection
+from audioprobe.latent.split import split_groups
+
+
+def low_rank_data(rng, n=120, d=300, rank=10):
+    return (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) * 3
+            + rng.standard_normal((n, d)) * 0.1 + 5).astype(np.float32)
+
+
+def test_projection_is_fitted_on_training_rows_and_standardised():
+    rng = np.random.default_rng(0)
+    x = low_rank_data(rng)
+    train = np.arange(120) < 80
+    projection = Projection.fit(x[train], 8, seed=0)
+    z = projection.transform(x)
+    np.testing.assert_allclose(z[train].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z[train].std(0), 1, atol=1e-4)
+    assert projection.components.shape == (8, 300)
+    np.testing.assert_allclose(projection.components @ projection.components.T, np.eye(8), atol=1e-5)
+    full = Projection.fit(x[train], 10, seed=0).explained_variance_ratio.sum()
+    assert full > 0.99 > projection.explained_variance_ratio.sum()  # rank-10 data
+    refit = Projection.fit(x[~train], 8, seed=0)
+    assert not np.allclose(refit.mean_in, projection.mean_in)
+
+
+def test_projection_inverse_is_exact_and_moves_only_the_kept_subspace():
+    rng = np.random.default_rng(1)
+    x = low_rank_data(rng)
+    projection = Projection.fit(x, 6)
+    z = projection.transform(x)
+    np.testing.assert_allclose(projection.inverse(z, x), x, rtol=1e-4, atol=1e-3)
+    edited = z.copy()
+    edited[:, 2] += 1.5
+    moved = projection.inverse(edited, x)
+    np.testing.assert_allclose(projection.transform(moved), edited, atol=1e-3)
+    # The change lies in the span of the kept (scaled) components: nothing else moved.
+    change = (moved - x) / projection.scale_in
+    residual = change - (change @ projection.components.T) @ projection.components
+    assert np.abs(residual).max() < 1e-3 * np.abs(change).max()
+
+
+def test_projection_round_trips_through_hdf5(tmp_path):
+    x = low_rank_data(np.random.default_rng(2))
+    projection = Projection.fit(x, 5)
+    projection.save(tmp_path / "p.h5", {"projected": projection.transform(x)})
+    loaded = Projection.load(tmp_path / "p.h5")
+    np.testing.assert_array_equal(loaded.transform(x), projection.transform(x))
+
+
+def test_projection_refuses_more_components_than_clips():
+    with pytest.raises(ValueError, match="pca_components"):
+        Projection.fit(np.ones((10, 50)), 20)
+    with pytest.raises(ValueError, match="NaN"):
+        Projection.fit(np.full((10, 5), np.nan), 2)
+
+
+def clips_table(takes=5, clips_per_take=4):
+    rows = []
+    for material in ("wood", "metal", "glass"):
+        for action in ("tapping", "rubbing"):
+            for take in range(takes):
+                for i in range(clips_per_take):
+                    rows.append({"clip_id": f"{material}{action}{take}@{i}", "group": f"{material}{action}{take}",
+                                 "label_material": material, "label_action": action})
+    return pd.DataFrame(rows)
+
+
+def test_split_keeps_recordings_whole_and_spreads_every_combination():
+    clips = clips_table()
+    split = split_groups(clips, ["material", "action"], val_fraction=0.2, test_fraction=0.2, seed=3)
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+    per_combo = split.assign(combo=clips.label_material + clips.label_action).groupby("combo")["split"]
+    assert (per_combo.apply(lambda s: set(s) == {"train", "val", "test"})).all()
+    again = split_groups(clips, ["material", "action"], val_fraction=0.2, test_fraction=0.2, seed=3)
+    pd.testing.assert_frame_equal(split, again)
+    other = split_groups(clips, ["material", "action"], val_fraction=0.2, test_fraction=0.2, seed=4)
+    assert not split["split"].equals(other["split"])
+
+
+def test_split_errors_name_what_to_change():
+    with pytest.raises(ValueError, match="no label column 'colour'"):
+        split_groups(clips_table(), ["colour"], val_fraction=0.1, test_fraction=0.2, seed=0)
+    with pytest.raises(ValueError, match="too few"):
+        split_groups(clips_table(takes=1), ["material", "action"], val_fraction=0.1, test_fraction=0.2, seed=0)
+
+
+def test_partners_are_typical_and_edits_touch_one_dimension():
+    rng = np.random.default_rng(0)
+    classes = np.repeat(["a", "b", "c"], 40)
+    values = np.concatenate([rng.normal(mu, 1.0, 40) for mu in (-4, 0, 4)])
+    partners = transfer.choose_partners(values, classes, typical_quantile=0.5, max_clips=1000, rng=rng)
+    assert len(partners) == 60 and partners["m"].is_unique  # half of each class is atypical, each used once
+    means = {c: values[classes == c].mean() for c in "abc"}
+    distance = np.abs(values - np.array([means[c] for c in classes]))
+    for _, row in partners.iterrows():
+        assert classes[row.p] == row.class_m and classes[row.q] == row.class_q != row.class_m
+        assert distance[row.m] > distance[row.p] or np.isclose(distance[row.m], distance[row.p])
+    latents = rng.standard_normal((120, 5))
+    edited = transfer.edited_latents(latents, partners, dim=3)
+    np.testing.assert_array_equal(edited["M->P"][:, 3], latents[partners.p, 3])
+    np.testing.assert_array_equal(edited["M->Q"][:, 3], latents[partners.q, 3])
+    keep = [0, 1, 2, 4]
+    np.testing.assert_array_equal(edited["M->P"][:, keep], latents[partners.m][:, keep])
+    np.testing.assert_array_equal(edited["M"], latents[partners.m])
+
+
+def test_partners_need_two_classes():
+    with pytest.raises(ValueError, match="two classes"):
+        transfer.choose_partners(np.arange(5.0), np.array(["a"] * 5), typical_quantile=0.5, max_clips=5,
+                                 rng=np.random.default_rng(0))
+
+
+def test_output_space_and_distances():
+    logits = np.array([[[0.0, 2.0]], [[-3.0, 1.0]]])  # 2 clips, 1 patch, 2 classes
+    np.testing.assert_allclose(transfer.output_vectors(logits, "log_probabilities"),
+                               np.log(1 / (1 + np.exp(-logits[:, 0]))))
+    np.testing.assert_allclose(transfer.output_vectors(logits, "logits"), logits[:, 0])
+    with pytest.raises(ValueError, match="distance_space"):
+        transfer.output_vectors(logits, "probits")
+    outputs = {"M": logits, "M->P": logits + 1, "M->Q": logits, "P": logits + 1, "Q": logits - 2}
+    table = transfer.distances(outputs, "logits")
+    to_p = table[(table.reference == "P")].set_index(["condition", "pair"])["distance"]
+    assert to_p[("M->P", 0)] == 0 and to_p[("M", 0)] == pytest.approx(np.sqrt(2))
+    rows = transfer.comparisons(table)
+    assert [r[2] for r in rows] == ["d(P, M->P)", "d(P, M->Q)", "d(Q, M->P)", "d(Q, M->Q)"]
