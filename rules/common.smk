@@ -181,6 +181,15 @@ def latent_setting(key):
     return setting
 
 
+def latent_keys(section, *keys):
+    """Only these keys of a latent section, so other keys of it do not rerun the rule."""
+
+    def setting(wildcards):
+        return {key: config["latent"][section][key] for key in keys}
+
+    return setting
+
+
 def projection_files(wildcards):
     return [
         f"results/latent/{wildcards.model}/{wildcards.dataset}/projection/{layer}.h5"

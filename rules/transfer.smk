@@ -12,7 +12,7 @@ rule transfer_edit:
     output:
         "results/latent/{model}/{dataset}/transfer/edited.h5",
     params:
-        transfer=latent_setting("transfer"),
+        transfer=latent_keys("transfer", "typical_quantile", "max_clips", "clips", "seed"),
         factors=latent_setting("factors"),
     log:
         "results/logs/transfer_edit/{model}/{dataset}.log",
@@ -64,7 +64,7 @@ rule transfer_statistics:
             category="Study 1: latent disentanglement",
         ),
     params:
-        transfer=latent_setting("transfer"),
+        transfer=latent_keys("transfer", "distance_space"),
     log:
         "results/logs/transfer_statistics/{model}/{dataset}.log",
     benchmark:

@@ -265,6 +265,13 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
             log.info("%s: continued %d clips from %s", factor, edited[factor]["M"].shape[0], layer)
 
 
+def file_config(path) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        return file.attrs["config"]
+
+
 def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
     import h5py
 
@@ -282,7 +289,8 @@ def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
             rows += [(f"{factor}: {a}", x, f"{factor}: {b}", y) for a, x, b, y in transfer.comparisons(table)]
     distances = pd.concat(tables, ignore_index=True)
     statistics = compare_pairs(rows)
-    record = {**settings, "layer": layer, "distance": f"Euclidean on {settings['distance_space']}"}
+    record = {**settings, "layer": layer, "distance": f"Euclidean on {settings['distance_space']}",
+              "selection": json.loads(file_config(outputs_path))}
     write_csv(outputs.distances, distances, config=record)
     plot_transfer(distances, statistics, outputs.figure, space=settings["distance_space"], layer=layer)
     write_csv(outputs.statistics, statistics, config=record)
