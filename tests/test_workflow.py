@@ -156,3 +156,27 @@ def test_lint_is_clean():
     result = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_study1_runs_on_a_folder_of_real_recordings(tmp_path, yamnet_tflite):
+    """The real-recordings path: stereo 44.1 kHz WAVs (one of them float) with labels from a CSV."""
+    from tests.conftest import shared_path
+
+    root = shared_path("data", "materials_roll")
+    config = {
+        "datasets": {"rolling": {"kind": "folder", "root": str(root), "clip_seconds": 0.975, "hop_seconds": 0.48,
+                                 "labels": {"scheme": "csv", "csv": "labels.csv",
+                                            "columns": ["material", "class_name"]}}},
+        "activations": {"runs": [{"model": "yamnet", "dataset": "rolling"}]},
+        "latent": {"runs": [{"model": "yamnet", "dataset": "rolling"}], "factors": ["material", "class_name"],
+                   "flow": {"layer": "layer9"}},
+    }
+    base = "results/latent/yamnet/rolling"
+    snakemake(tmp_path, f"{base}/transfer/statistics.csv", f"{base}/figure1.png", f"{base}/decoding/summary.csv",
+              config=config,
+              weights=yamnet_tflite)
+    clips = read_manifest(tmp_path / "results/datasets/rolling/manifest.csv")
+    assert clips["path"].nunique() == 20 and set(clips["channels"]) == {2}
+    summary = read_csv(tmp_path / f"{base}/decoding/summary.csv")
+    assert set(summary["factor"]) == {"material", "class_name"} and len(summary) == 28
+    assert read_csv(tmp_path / f"{base}/flow/curve.csv")["epoch"].max() >= 1

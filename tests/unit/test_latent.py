@@ -130,3 +130,22 @@ def test_output_space_and_distances():
     assert to_p[("M->P", 0)] == 0 and to_p[("M", 0)] == pytest.approx(np.sqrt(2))
     rows = transfer.comparisons(table)
     assert [r[2] for r in rows] == ["d(P, M->P)", "d(P, M->Q)", "d(Q, M->P)", "d(Q, M->Q)"]
+
+
+def test_factor_checks_name_the_problem():
+    from audioprobe.latent.steps import factor_labels
+
+    with pytest.raises(ValueError, match="single class"):
+        factor_labels({"material": ["wood"] * 4, "action": ["tap", "rub"] * 2}, ["material", "action"], "f.h5")
+    with pytest.raises(ValueError, match="no label 'colour'"):
+        factor_labels({"material": ["wood", "metal"]}, ["colour"], "f.h5")
+
+
+def test_best_layer_averages_the_factors(tmp_path):
+    from audioprobe.io.atomic import write_csv
+    from audioprobe.latent.steps import best_layer
+
+    summary = pd.DataFrame({"layer": ["l1", "l2", "l3"] * 2, "factor": ["a"] * 3 + ["b"] * 3,
+                            "mean_accuracy": [0.5, 0.9, 0.6, 0.7, 0.4, 0.8]})
+    write_csv(tmp_path / "s.csv", summary, config={})
+    assert best_layer(tmp_path / "s.csv") == "l3"  # means 0.6, 0.65, 0.7
