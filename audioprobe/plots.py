@@ -14,12 +14,20 @@ import numpy as np  # noqa: E402
 from audioprobe.io.atomic import temporary_beside  # noqa: E402
 
 
+FORMATS = (".png", ".svg")
+
+
 def save_figure(figure, path) -> None:
+    """Save as PNG or SVG (by extension), atomically and reproducibly: the same figure gives the same file."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot tell the figure format from {path.name!r}: end the path in {' or '.join(FORMATS)}")
     tmp = temporary_beside(path)
+    metadata = {"Date": None} if suffix == ".svg" else {"Software": None}
     try:
-        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight",
-                       metadata={"Software": None} if path.suffix == ".png" else None)
+        with matplotlib.rc_context({"svg.hashsalt": "audioprobe", "svg.fonttype": "none"}):
+            figure.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)
         os.replace(tmp, path)
     finally:
         plt.close(figure)

@@ -9,9 +9,6 @@ on the same folds so layers can be compared fold by fold.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from audioprobe import stats
+from audioprobe.plots import save_figure
 
 DECODE_COLUMNS = ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance", "chance_balanced",
                   "n_train", "n_test", "missing_in_training", "split"]
 CONTRASTS = (("first vs best", "first", "best"), ("best vs last", "best", "last"),
              ("first vs last", "first", "last"))
-PLOT_FORMATS = (".png", ".svg")
 
 
 class FoldWarning(UserWarning):
@@ -221,10 +218,6 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
     if summary.empty:
         raise ValueError("the decoding summary is empty: there is nothing to plot")
     target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(f"cannot tell the figure format from {target.name!r}: end the path in "
-                         f"{' or '.join(PLOT_FORMATS)}")
     layers = list(dict.fromkeys(summary["layer"].astype(str)))
     position = {layer: i for i, layer in enumerate(layers)}
     figure = Figure(figsize=(max(5.0, 0.5 * len(layers) + 2.5), 4.0), layout="constrained")
@@ -247,7 +240,7 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
     split = "; ".join(dict.fromkeys(summary["split"].astype(str))) if "split" in summary else ""
     if split:
         axes.set_title(split, fontsize="small")
-    _save_atomically(figure, target, suffix)
+    save_figure(figure, target)
 
 
 def _score_folds(x: np.ndarray, labels: np.ndarray, folds, *, k: int, metric: str) -> pd.DataFrame:
@@ -342,22 +335,3 @@ def _require_columns(table, columns, what) -> None:
                          f"(it has {list(table.columns)})")
 
 
-def _save_atomically(figure, target: Path, suffix: str) -> None:
-    from matplotlib import rc_context
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    # Fixed metadata and SVG ids, text kept as text: the same summary gives the same file.
-    metadata = {"Date": None} if suffix == ".svg" else {"Software": None}
-    try:
-        with rc_context({"svg.hashsalt": "audioprobe", "svg.fonttype": "none"}):
-            figure.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
