@@ -1,0 +1,1 @@
+"""Study 2, model metamers: listening-test packages for people and the analysis of their answers."""

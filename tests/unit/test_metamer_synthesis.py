@@ -1,0 +1,115 @@
+"""Batched metamer synthesis and validation on a small differentiable model the test builds."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from audioprobe.metamers import synthesis, validation  # noqa: E402
+
+
+def small_model(seed=0):
+    """log |STFT| -> a 3x3 conv with ReLU -> mean over time and a linear read-out."""
+    rng = np.random.default_rng(seed)
+    kernel = tf.constant(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3)
+    readout = tf.constant(rng.standard_normal((4 * 33, 3)).astype(np.float32))
+
+    def forward(waveforms):
+        spectrum = tf.abs(tf.signal.stft(waveforms, 64, 32))
+        conv = tf.nn.relu(tf.nn.conv2d(spectrum[..., None], kernel, 1, "SAME"))
+        logits = tf.reshape(tf.reduce_mean(conv, axis=1), [tf.shape(waveforms)[0], -1]) @ readout
+        return {"spectrum": spectrum, "conv": conv, "logits": logits}
+
+    return forward
+
+
+def tones(count=3, samples=2048):
+    t = np.arange(samples) / 8000
+    return np.stack([0.1 * np.sin(2 * np.pi * f * t) * np.hanning(samples) for f in (300, 900, 2100)[:count]])
+
+
+def test_pink_noise_is_pink_seeded_and_scaled():
+    noise = synthesis.pink_noise(np.random.default_rng(0), 4, 8192, rms=0.01)
+    np.testing.assert_allclose(np.sqrt(np.mean(noise ** 2, axis=1)), 0.01, rtol=1e-5)
+    np.testing.assert_array_equal(noise, synthesis.pink_noise(np.random.default_rng(0), 4, 8192, rms=0.01))
+    power = np.abs(np.fft.rfft(noise, axis=1)) ** 2
+    low, high = power[:, 90:110].mean(), power[:, 900:1100].mean()
+    assert 6 < low / high < 15  # 1/f: about 10x more power a decade lower
+
+
+def test_synthesis_matches_each_layer_batched_over_sounds_and_layers():
+    forward = small_model()
+    targets = tones()
+    settings = synthesis.Settings(iterations=300, learning_rate=0.01, decay_steps=100, log_every=1, seed=1)
+    metamers, curve = synthesis.synthesise(forward, targets, ["spectrum", "conv"], settings)
+    assert metamers.shape == (2, 3, 2048) and curve.shape == (300, 2, 3)
+    assert (curve[-1] < 0.1 * curve[0]).all()  # every row's loss fell by more than 10x
+    natural = forward(tf.constant(targets.astype(np.float32)))
+    for index, layer in enumerate(["spectrum", "conv"]):
+        made = forward(tf.constant(metamers[index]))[layer].numpy()
+        for sound in range(3):
+            matched = validation.similarity(made[sound], natural[layer].numpy()[sound])
+            other = validation.similarity(made[sound], natural[layer].numpy()[(sound + 1) % 3])
+            assert matched["pearson"] > 0.9 and matched["pearson"] > other["pearson"]
+    # A metamer is not a copy of its target: the waveforms stay far apart while the layer matches.
+    assert np.corrcoef(metamers[1, 0], targets[0])[0, 1] < 0.5
+
+
+def test_synthesis_is_reproducible():
+    forward = small_model()
+    settings = synthesis.Settings(iterations=20, learning_rate=0.01, log_every=10, seed=3)
+    a, _ = synthesis.synthesise(forward, tones(2), ["conv"], settings)
+    b, _ = synthesis.synthesise(forward, tones(2), ["conv"], settings)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_diverging_row_is_kept_and_flagged_not_fatal():
+    def forward(waveforms):
+        square = waveforms ** 2
+        # row 0's activations explode to Inf; row 1 stays finite
+        scale = tf.constant([[1e38], [1.0]], tf.float32)
+        return {"layer": square * scale * 10}
+
+    settings = synthesis.Settings(iterations=5, learning_rate=0.01, log_every=5, seed=0)
+    metamers, curve = synthesis.synthesise(forward, tones(2, 256), ["layer"], settings)
+    assert not np.isfinite(curve[-1][0, 0]) and np.isfinite(curve[-1][0, 1])
+    table = validation.validate(np.array([[np.nan], [1.0]]), np.array([[1.0], [1.0]]), np.array([0, 1]),
+                                np.array([0, 1]), {"spearman": 0, "pearson": 0, "snr_db": 0})
+    assert table.loc[0, "diverged"] and not table.loc[0, "passed"] and "diverged" in table.loc[0, "reason"]
+
+
+def test_similarity_measures():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    scores = validation.similarity(a + 0.1, a)
+    assert scores["spearman"] == pytest.approx(1.0) and scores["pearson"] == pytest.approx(1.0)
+    assert scores["snr_db"] == pytest.approx(20 * np.log10(np.linalg.norm(a) / 0.2))  # 20 log10, not 10
+    assert validation.similarity(-a, a)["spearman"] == pytest.approx(-1.0)
+
+
+def test_validation_needs_the_prediction_and_the_null():
+    rng = np.random.default_rng(0)
+    natural = rng.standard_normal((50, 20))
+    null = validation.null_distribution(natural, 500, rng)
+    assert len(null) == 500 and null["pearson"].abs().max() < 0.9
+    limits = validation.thresholds(null, "max")
+    assert limits["pearson"] == null["pearson"].max()
+    assert validation.thresholds(null, "q0.5")["pearson"] == pytest.approx(null["pearson"].median())
+    close = natural[:3] + 0.05 * rng.standard_normal((3, 20))
+    table = validation.validate(close, natural[:3], np.array([1, 2, 0]), np.array([1, 2, 2]), limits)
+    assert table["passed"].tolist() == [True, True, False]
+    assert table.loc[2, "reason"] == "prediction differs"
+    far = rng.standard_normal((3, 20))
+    table = validation.validate(far, natural[:3], np.zeros(3), np.zeros(3), limits)
+    assert not table["passed"].any() and table["reason"].str.contains("within null").all()
+    with pytest.raises(ValueError, match="null_threshold"):
+        validation.thresholds(null, "median")
+
+
+def test_pass_rates_count_every_metamer():
+    table = pd.DataFrame({"model": ["a"] * 4, "layer": ["l1", "l1", "l2", "l2"], "passed": [True, False, True, True],
+                          "prediction_match": [True, True, True, False], "diverged": [False, True, False, False],
+                          "spearman": [0.9, np.nan, 0.8, 0.7]})
+    rates = validation.pass_rates(table).set_index("layer")
+    assert rates.loc["l1", "pass_rate"] == 0.5 and rates.loc["l1", "metamers"] == 2 and rates.loc["l1", "diverged"] == 1
+    assert rates.loc["l2", "pass_rate"] == 1.0
