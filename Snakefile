@@ -15,6 +15,8 @@ wildcard_constraints:
     dataset=one_of(list(config["datasets"])),
     model=one_of(list(config["models"])),
     layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),
+    arch=one_of(keyword_architectures()),
+    net=one_of(metamer_networks()),
 
 
 include: "rules/data.smk"
@@ -23,6 +25,7 @@ include: "rules/activations.smk"
 include: "rules/decode.smk"
 include: "rules/disentangle.smk"
 include: "rules/transfer.smk"
+include: "rules/metamers.smk"
 
 
 rule all:
@@ -30,3 +33,4 @@ rule all:
     input:
         foundation_outputs(),
         latent_outputs(),
+        metamer_outputs(),

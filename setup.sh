@@ -9,16 +9,18 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
-# System packages: espeak-ng (synthetic speech) and libsndfile (audio I/O).
+# System packages: espeak-ng (synthetic speech), libsndfile (audio I/O), and Chromium with its driver
+# (the listening-test page is tested in a headless browser).
+APT_PACKAGES="espeak-ng libsndfile1 chromium chromium-driver"
 if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    if ! dpkg -s espeak-ng libsndfile1 >/dev/null 2>&1; then
+    if ! dpkg -s $APT_PACKAGES >/dev/null 2>&1; then
         $SUDO apt-get update -q
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q espeak-ng libsndfile1
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $APT_PACKAGES
     fi
 else
-    echo "setup.sh: no apt-get here; install espeak-ng and libsndfile yourself" >&2
+    echo "setup.sh: no apt-get here; install $APT_PACKAGES yourself" >&2
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -76,8 +76,10 @@ def measure(root: Path, model: str, dataset: str) -> dict:
     for rule in RULES:
         if rule == "project_layer":
             files = sorted((bench / rule / model / dataset).glob("*.tsv"))
+            logs = {f.stem for f in (root / "results/logs" / rule / model / dataset).glob("*.log")}
+            missing += [f"{rule}:{layer} (failed)" for layer in sorted(logs - {f.stem for f in files})]
             if not files:
-                missing.append(rule)
+                missing += [] if logs else [rule]
                 continue
             layers = {f.stem: benchmark(f) for f in files}
             peak = max(layers, key=lambda layer: layers[layer]["max_rss_mb"])
@@ -89,8 +91,9 @@ def measure(root: Path, model: str, dataset: str) -> dict:
         path = bench / rule / model / f"{dataset}.tsv"
         if path.exists():
             rules[rule] = benchmark(path)
-        else:
-            missing.append(rule)
+        else:   # a log without a benchmark: the job started and did not finish
+            failed = (root / "results/logs" / rule / model / f"{dataset}.log").exists()
+            missing.append(f"{rule} (failed)" if failed else rule)
     curve = latent / "flow/curve.csv"
     flow = None
     if curve.exists():
@@ -146,19 +149,32 @@ def table(runs: dict) -> str:
         a, b = first["rules"].get(rule), last["rules"].get(rule)
         ratios = ([f"{b['seconds'] / a['seconds']:.1f}x", f"{b['max_rss_mb'] / a['max_rss_mb']:.1f}x"]
                   if a and b else ["—", "—"])
+        if rule == "project_layer":
+            name += ": " + ", ".join(f"{g['layers_done'] if g else 0} layers" for g in got)
+            if a and b and set(a["per_layer"]) != set(b["per_layer"]):   # compare the layers both runs have
+                common = set(a["per_layer"]) & set(b["per_layer"])
+                s_a, s_b = (sum(g["per_layer"][layer][key] for layer in common) for g, key in
+                            ((a, "seconds"), (b, "seconds")))
+                m_a, m_b = (max(g["per_layer"][layer]["max_rss_mb"] for layer in common) for g in (a, b))
+                ratios = [f"{s_b / s_a:.1f}x ({len(common)} common layers)", f"{m_b / m_a:.1f}x (same layers)"]
         row(name, values, ratios)
         if rule == "train_flow":
             values = [v for g in got for v in (num(g and g.get("seconds_per_epoch"), "{:.3f}"),
                                                  f"{g['epochs']} epochs" if g and "epochs" in g else "—")]
             spe = [g and g.get("seconds_per_epoch") for g in (a, b)]
             row("train_flow, s per epoch", values, [f"{spe[1] / spe[0]:.1f}x" if all(spe) else "—", ""])
-    totals = [v for r in runs.values() for v in (num(r["study1_job_seconds"]), num(r["study1_peak_rss_mb"], "{:.0f}"))]
+    def partial(r):   # a lower bound when some study-1 job has no benchmark
+        return "≥" if r["missing_benchmarks"] else ""
+
+    totals = [v for r in runs.values() for v in (partial(r) + num(r["study1_job_seconds"]),
+                                                  partial(r) + num(r["study1_peak_rss_mb"], "{:.0f}"))]
+    complete = not first["missing_benchmarks"] and not last["missing_benchmarks"]
     row("**study 1 total** (sum of job seconds; max RSS)", totals,
         [f"{last['study1_job_seconds'] / first['study1_job_seconds']:.1f}x",
          f"{last['study1_peak_rss_mb'] / first['study1_peak_rss_mb']:.1f}x"]
-        if first["study1_peak_rss_mb"] and last["study1_peak_rss_mb"] else ["—", "—"])
+        if complete else ["— (incomplete run)", "—"])
     lines.append("")
-    lines.append("| run | clips | flow epochs run (max) | du results/activations | du results/latent | missing benchmarks |")
+    lines.append("| run | clips | flow epochs run (max) | du results/activations | du results/latent | no benchmark (failed: log but no TSV) |")
     lines.append("|---|---|---|---|---|---|")
     for label, r in runs.items():
         flow = r["flow"] or {}

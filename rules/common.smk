@@ -247,3 +247,113 @@ def latent_outputs():
             f"{base}/transfer/figure2.png",
         ]
     return outputs
+
+
+# --- Study 2: model metamers -------------------------------------------------------------------------------
+
+
+def metamer_setting(key):
+    def setting(wildcards):
+        return config["metamers"][key]
+
+    return setting
+
+
+def dataset_clip_seconds(wildcards):
+    return config["datasets"][wildcards.dataset]["clip_seconds"]
+
+
+def keyword_architectures():
+    return list(config["metamers"]["architectures"])
+
+
+def pretrained_metamer_model():
+    """The pretrained model whose layers get metamers too, or None."""
+    settings = config["metamers"]["yamnet"]
+    return settings["model"] if settings["model"] and settings["layers"] else None
+
+
+def metamer_networks():
+    return keyword_architectures() + ([pretrained_metamer_model()] if pretrained_metamer_model() else [])
+
+
+def metamer_networks_of(wildcards):
+    return metamer_networks()
+
+
+def keyword_model_settings(wildcards):
+    settings = {"frontend": config["metamers"]["frontend"], "groups": config["metamers"]["groups"]}
+    if hasattr(wildcards, "arch"):
+        settings["arch"] = wildcards.arch
+    return settings
+
+
+def keyword_weights(wildcards):
+    return [
+        f"results/metamers/{wildcards.dataset}/models/{arch}/weights.weights.h5"
+        for arch in keyword_architectures()
+    ]
+
+
+def keyword_evaluations(wildcards):
+    return [
+        f"results/metamers/{wildcards.dataset}/models/{arch}/evaluation.json"
+        for arch in keyword_architectures()
+    ]
+
+
+def metamer_network_inputs(wildcards):
+    if wildcards.net in keyword_architectures():
+        base = f"results/metamers/{wildcards.dataset}/models/{wildcards.net}"
+        return {"weights": f"{base}/weights.weights.h5", "evaluation": f"{base}/evaluation.json"}
+    return {"weights": weights_input(wildcards.net)}
+
+
+def metamer_network_settings(wildcards):
+    if wildcards.net in keyword_architectures():
+        return {"kind": "keyword", "arch": wildcards.net, **keyword_model_settings(wildcards)}
+    return {
+        "kind": "pretrained",
+        "model": wildcards.net,
+        "model_config": config["models"][wildcards.net],
+        "weights": model_weights(wildcards.net),
+        "layers": config["metamers"]["yamnet"]["layers"],
+    }
+
+
+def metamer_validations(wildcards):
+    return [f"results/metamers/{wildcards.dataset}/{net}/validation.csv" for net in metamer_networks()]
+
+
+def metamer_wav_folders(wildcards):
+    return [f"results/metamers/{wildcards.dataset}/{net}/wav" for net in metamer_networks()]
+
+
+def response_files():
+    folder = config["metamers"]["responses"]
+    if not folder:
+        return []
+    if not os.path.isdir(folder):
+        raise WorkflowError(f"metamers.responses: {folder} is not a folder of response CSVs")
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".csv"))
+
+
+def listening_responses(wildcards):
+    return response_files()
+
+
+def metamer_outputs():
+    dataset = config["metamers"]["dataset"]
+    if not dataset:
+        return []
+    base = f"results/metamers/{dataset}"
+    outputs = [
+        f"{base}/models/parameters.csv",
+        f"{base}/models/accuracy.csv",
+        f"{base}/pass_rates.csv",
+        f"{base}/listening_test",
+    ]
+    outputs += [f"{base}/{net}/metamers.png" for net in metamer_networks()]
+    if response_files():
+        outputs.append(f"{base}/listening_results/accuracy.csv")
+    return outputs

@@ -58,7 +58,7 @@ def test_tiny_run_writes_manifests_layers_and_summary(tiny_run):
     assert len(clips) == 36 and clips["group"].nunique() == 12
     assert set(clips["label_material"]) == {"wood", "metal"}
     words = read_manifest(tiny_run / "results/datasets/commands-synth/manifest.csv")
-    assert sorted(set(words["label_word"])) == ["no", "yes"] and len(words) == 6
+    assert sorted(set(words["label_word"])) == ["no", "yes"] and len(words) == 32
     summary = read_csv(tiny_run / "results/activations/yamnet/maas-synth/summary.csv")
     assert summary["layer"].tolist() == [f"layer{i}" for i in range(1, 15)]
     assert (summary["clips"] == 36).all() and summary.loc[8, "shape"] == "1x6x4x512"

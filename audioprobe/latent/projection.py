@@ -28,22 +28,25 @@ class Projection:
 
     @classmethod
     def fit(cls, x: np.ndarray, components: int, seed: int = 0) -> "Projection":
+        """Fit on the training rows ``x`` [clips, values]; float32 throughout, so memory stays near 3x the
+        training matrix (the original worked in float64 on the whole layer)."""
         x = _check(x)
         if components > min(x.shape):
             raise ValueError(f"cannot keep {components} principal components of {x.shape[0]} training clips "
                              f"with {x.shape[1]} values each; lower latent.pca_components to at most "
                              f"{min(x.shape)}")
-        mean_in = x.mean(axis=0)
-        scale_in = _safe_scale(x.std(axis=0))
-        standard = (x - mean_in) / scale_in
+        mean_in = x.mean(axis=0, dtype=np.float64)
+        scale_in = _safe_scale(x.std(axis=0, dtype=np.float64))
+        standard = ((x - mean_in.astype(np.float32)) / scale_in.astype(np.float32)).astype(np.float32, copy=False)
         basis, ratio = _principal_axes(standard, components, seed)
-        projected = standard @ basis.T
+        projected = standard @ basis.T.astype(np.float32)
+        del standard
         return cls(mean_in.astype(np.float32), scale_in.astype(np.float32), basis.astype(np.float32),
-                   ratio.astype(np.float32), projected.mean(axis=0).astype(np.float32),
-                   _safe_scale(projected.std(axis=0)).astype(np.float32))
+                   ratio.astype(np.float32), projected.mean(axis=0, dtype=np.float64).astype(np.float32),
+                   _safe_scale(projected.std(axis=0, dtype=np.float64)).astype(np.float32))
 
     def _principal(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean_in) / self.scale_in) @ self.components.T
+        return (((x - self.mean_in) / self.scale_in) @ self.components.T).astype(np.float64)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((self._principal(_check(x)) - self.mean_out) / self.scale_out).astype(np.float32)
@@ -67,7 +70,7 @@ class Projection:
 
 
 def _check(x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"expected a [clips, values] matrix, got shape {x.shape}")
     if not np.isfinite(x).all():
@@ -84,8 +87,8 @@ def _principal_axes(standard: np.ndarray, components: int, seed: int) -> tuple[n
     """Top principal axes of an already centred matrix, with signs fixed so results are reproducible."""
     from sklearn.decomposition import PCA
 
-    pca = PCA(n_components=components, svd_solver="full" if min(standard.shape) <= 2000 else "randomized",
-              random_state=seed)
+    pca = PCA(n_components=components, svd_solver="full" if min(standard.shape) <= 1000 else "randomized",
+              random_state=seed, copy=False)
     pca.fit(standard)
     basis = pca.components_
     signs = np.sign(basis[np.arange(basis.shape[0]), np.argmax(np.abs(basis), axis=1)])

@@ -42,13 +42,20 @@ def training_rows(split_path, clip_ids, which=("train",)) -> np.ndarray:
     return np.array([split[c] in which for c in clip_ids])
 
 
-def project_layer(layer_path, split_path, out_path, *, components: int, seed: int) -> None:
-    x, clip_ids, labels, shape = layer_matrix(layer_path)
-    train = training_rows(split_path, clip_ids)
-    projection = Projection.fit(x[train], components, seed=seed)
-    z = projection.transform(x)
+def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
+    """Fit the projection on the training clips and project every clip, reading the layer in chunks."""
+    with LayerFile(layer_path) as layer:
+        data = layer.activations
+        clip_ids, labels, shape = layer.clip_ids, layer.labels, tuple(data.shape[1:])
+        train = np.flatnonzero(training_rows(split_path, clip_ids))
+        x_train = np.concatenate([data[i:i + chunk].reshape(-1, int(np.prod(shape)))[
+            train[(train >= i) & (train < i + chunk)] - i] for i in range(0, data.shape[0], chunk)])
+        projection = Projection.fit(x_train, components, seed=seed)
+        del x_train
+        z = np.concatenate([projection.transform(data[i:i + chunk].reshape(-1, int(np.prod(shape))))
+                            for i in range(0, data.shape[0], chunk)])
     log.info("%s: %d values -> %d components (%.1f %% of training variance), fitted on %d clips",
-             layer_path, x.shape[1], components, 100 * projection.explained_variance_ratio.sum(), train.sum())
+             layer_path, int(np.prod(shape)), components, 100 * projection.explained_variance_ratio.sum(), len(train))
     projection.save(out_path, {"projected": z}, clip_ids=clip_ids, labels=labels,
                     attrs={"layer_shape": json.dumps(shape), "config": {"components": components, "seed": seed},
                            "source": str(layer_path)})

@@ -113,3 +113,13 @@ def test_pass_rates_count_every_metamer():
     rates = validation.pass_rates(table).set_index("layer")
     assert rates.loc["l1", "pass_rate"] == 0.5 and rates.loc["l1", "metamers"] == 2 and rates.loc["l1", "diverged"] == 1
     assert rates.loc["l2", "pass_rate"] == 1.0
+
+
+def test_a_saturated_correlation_null_is_matched_not_beaten():
+    natural = np.array([[0.0, 1.0, 2.0], [5.0, 1.0, 0.0]])
+    limits = {"spearman": 1.0, "pearson": 0.999, "snr_db": 10.0}
+    same_order = natural * 1.0001
+    table = validation.validate(same_order, natural, np.zeros(2), np.zeros(2), limits)
+    assert table["spearman_beats_null"].all() and table["passed"].all()
+    table = validation.validate(natural[::-1], natural, np.zeros(2), np.zeros(2), limits)
+    assert not table["spearman_beats_null"].any()

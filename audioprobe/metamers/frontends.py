@@ -1,0 +1,577 @@
+"""Differentiable input representations for metamer synthesis: a cochleagram and an |STFT| front end.
+
+Both run in TensorFlow on a batch of waveforms ``[batch, samples]`` (float32) and let gradients flow back to
+the waveform, which is what metamer optimisation needs.
+
+:class:`Cochleagram` follows the 2023 recipe of Feather et al. (chcochleagram, ``cochleagram_1``), see
+``shared/reference/metamers.md`` section 1:
+
+    rFFT -> multiply by half-cosine ERB filters (:func:`erb_cos_filters`) -> drop the negative frequencies and
+    take the complex inverse FFT (the analytic signal) -> magnitude (Hilbert envelope) -> sinc x Kaiser
+    low-pass, downsampled to ``env_sr`` by a strided convolution -> ReLU -> scale -> power 0.3 whose
+    gradient is clipped.
+
+:func:`cochleagram_reference` computes the same chain channel by channel with numpy/scipy (through
+``scipy.signal.hilbert`` and ``np.convolve``), and is what the tests hold the TensorFlow version to.
+
+:class:`StftMagnitude` is the front end of TensorFlow's "simple audio recognition" tutorial.
+
+:func:`build_frontend` makes either from a config dict such as ``{"kind": "cochleagram", "env_sr": 200}``.
+
+TensorFlow is imported lazily, so :func:`erb_cos_filters` and :func:`cochleagram_reference` work without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+ERB_Q = 9.265  # Glasberg & Moore: ear quality factor
+ERB_MIN_BW = 24.7  # Glasberg & Moore: minimum bandwidth, Hz
+
+PADDINGS = ("VALID", "SAME")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ERB half-cosine filterbank
+
+
+def hz_to_erb(hz):
+    """ERB-number (Cams) of a frequency in Hz: 9.265 * ln(1 + f / (24.7 * 9.265))."""
+    return ERB_Q * np.log1p(np.asarray(hz, dtype=np.float64) / (ERB_MIN_BW * ERB_Q))
+
+
+def erb_to_hz(erb):
+    """Inverse of :func:`hz_to_erb`."""
+    return ERB_MIN_BW * ERB_Q * np.expm1(np.asarray(erb, dtype=np.float64) / ERB_Q)
+
+
+def _check_band(sample_rate, n, low_hz, high_hz, sample_factor) -> None:
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    if int(sample_factor) != sample_factor or sample_factor < 1:
+        raise ValueError(f"sample_factor must be a positive integer, got {sample_factor}")
+    if not 0 <= low_hz < high_hz:
+        raise ValueError(f"need 0 <= low_hz < high_hz, got low_hz={low_hz}, high_hz={high_hz}")
+    if high_hz > sample_rate / 2:
+        raise ValueError(f"high_hz={high_hz} is above the Nyquist frequency {sample_rate / 2} "
+                         f"(sample_rate={sample_rate})")
+
+
+def _erb_layout(n, low_hz, high_hz, sample_factor):
+    """Band-pass peak positions on the ERB-number scale, and the spacing between neighbours.
+
+    ``sample_factor * (n + 1) - 1`` peaks split [erb(low_hz), erb(high_hz)] into equal steps; the two ends are
+    not peaks themselves.
+    """
+    n_bandpass = sample_factor * (n + 1) - 1
+    lo, hi = hz_to_erb(low_hz), hz_to_erb(high_hz)
+    spacing = (hi - lo) / (n_bandpass + 1)
+    peaks = lo + spacing * np.arange(1, n_bandpass + 1)
+    return peaks, spacing
+
+
+def erb_centres(n, low_hz, high_hz, sample_factor):
+    """The channel centre frequencies of :func:`erb_cos_filters`, in Hz, without building the filters.
+
+    Band-pass channels are centred at their peaks; the low-pass (high-pass) edge channels are given the
+    lower (upper) edge of the band-pass filter they complement, as pycochleagram does. They increase
+    monotonically; the top edge centres can lie above ``high_hz`` (and above Nyquist).
+    """
+    peaks, spacing = _erb_layout(n, low_hz, high_hz, sample_factor)
+    reach = sample_factor * spacing
+    centres_erb = np.concatenate([peaks[:sample_factor] - reach, peaks, peaks[-sample_factor:] + reach])
+    return erb_to_hz(centres_erb)
+
+
+def erb_cos_filters(n_freqs, sample_rate, n=50, low_hz=50.0, high_hz=10000.0, sample_factor=4, *,
+                    signal_length=None):
+    """Half-cosine filters on the ERB-number scale, sampled on rFFT bins (pycochleagram's
+    ``make_erb_cos_filters_nx``, written from its description).
+
+    Args:
+        n_freqs: number of rFFT bins the filters are sampled on.
+        sample_rate: in Hz.
+        n: band-pass filters at ``sample_factor`` 1.
+        low_hz, high_hz: the band covered by the band-pass filters; ``high_hz`` must not exceed Nyquist.
+        sample_factor: 1, 2 or 4 in practice: ``sample_factor * (n + 1) - 1`` band-pass filters, each
+            spanning +-``sample_factor`` ERB spacings (neighbouring peaks are one spacing apart), so
+            ``2 * sample_factor`` of them overlap at any frequency. ``sample_factor`` low-pass filters and as
+            many high-pass filters close the two ends. n=50, sample_factor=4 gives 203 + 4 + 4 = 211.
+        signal_length: the length of the signal whose rFFT the bins are (bin k is k * sample_rate /
+            signal_length; n_freqs must be signal_length // 2 + 1). By default the bins are spaced evenly
+            from 0 to sample_rate / 2, which is exact for even lengths.
+
+    Returns:
+        (filters, centre_hz): filters float64 [channels, n_freqs] in the order low-pass, band-pass (rising),
+        high-pass; centre_hz [channels], see :func:`erb_centres`.
+
+    A band-pass filter peaking at ERB-number c is cos(pi * (e - c) / (2 * sample_factor * spacing)) for
+    ERB-numbers e within c +- sample_factor * spacing, 0 outside. Band-pass filters i, i + sample_factor,
+    i + 2 * sample_factor, ... tile the axis like cos and sin, so their squares sum to 1; low-pass filter i is
+    sqrt(1 - f_i^2) below the peak of band-pass filter i, and high-pass filter i is sqrt(1 - f^2) above the
+    peak of the i-th band-pass filter from the top. Every one of the ``sample_factor`` chains therefore has
+    squared responses summing to 1 from 0 Hz to Nyquist, and all filters are divided by
+    sqrt(sample_factor) so that the squared responses of all channels sum to 1 at every bin.
+    """
+    _check_band(sample_rate, n, low_hz, high_hz, sample_factor)
+    n, sample_factor = int(n), int(sample_factor)
+    if signal_length is None:
+        freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    else:
+        if n_freqs != signal_length // 2 + 1:
+            raise ValueError(f"a signal of {signal_length} samples has {signal_length // 2 + 1} rFFT bins, "
+                             f"not {n_freqs}")
+        freqs = np.arange(n_freqs) * (sample_rate / signal_length)
+    bin_erb = hz_to_erb(freqs)
+
+    peaks, spacing = _erb_layout(n, low_hz, high_hz, sample_factor)
+    reach = sample_factor * spacing
+    bandpass = np.zeros((len(peaks), n_freqs))
+    for i, peak in enumerate(peaks):
+        inside = (bin_erb > peak - reach) & (bin_erb < peak + reach)
+        bandpass[i, inside] = np.cos(np.pi / 2 * (bin_erb[inside] - peak) / reach)
+
+    lowpass = np.zeros((sample_factor, n_freqs))
+    highpass = np.zeros((sample_factor, n_freqs))
+    for i in range(sample_factor):
+        below = freqs < erb_to_hz(peaks[i])
+        lowpass[i, below] = np.sqrt(np.clip(1.0 - bandpass[i, below] ** 2, 0.0, None))
+        # high-pass channel sample_factor - 1 - i complements band-pass filter len(peaks) - 1 - i, so the
+        # high-pass channels come out in rising order
+        top = len(peaks) - sample_factor + i
+        above = freqs > erb_to_hz(peaks[top])
+        highpass[i, above] = np.sqrt(np.clip(1.0 - bandpass[top, above] ** 2, 0.0, None))
+
+    filters = np.concatenate([lowpass, bandpass, highpass]) / np.sqrt(sample_factor)
+    return filters, erb_centres(n, low_hz, high_hz, sample_factor)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared pieces of the cochleagram chain
+
+
+def sinc_kaiser_kernel(sample_rate, env_sr, taps=1001, beta=5.0):
+    """The envelope low-pass: sinc(t / D) / D times a Kaiser(beta) window, D = sample_rate // env_sr.
+
+    The cutoff is env_sr / 2 and the DC gain is close to 1 (it is not renormalised). The taps sit at
+    t = -(taps - 1) / 2 ... (taps - 1) / 2, i.e. symmetric about the middle tap. chcochleagram samples at
+    arange(-taps / 2, taps // 2), half a sample off (metamers.md, "quirks"); we do not copy that, since no
+    published checkpoint has to be matched here.
+    """
+    factor = _downsample_factor(sample_rate, env_sr)
+    t = np.arange(taps) - (taps - 1) / 2
+    return np.sinc(t / factor) / factor * np.kaiser(taps, beta)
+
+
+def _downsample_factor(sample_rate, env_sr) -> int:
+    if env_sr <= 0 or sample_rate % env_sr:
+        raise ValueError(f"sample_rate ({sample_rate}) must be a positive integer multiple of env_sr ({env_sr})")
+    return int(sample_rate // env_sr)
+
+
+def _frames_and_left_pad(samples, factor, taps, padding):
+    """Frames of the strided low-pass and the zeros padded before the envelope (TensorFlow conventions)."""
+    if padding == "VALID":
+        if samples < taps:
+            raise ValueError(f"'VALID' downsampling needs at least kernel_taps={taps} samples, got {samples}")
+        return (samples - taps) // factor + 1, 0
+    frames = -(-samples // factor)
+    return frames, max((frames - 1) * factor + taps - samples, 0) // 2
+
+
+def _default_high_hz(sample_rate):
+    return min(10000.0, sample_rate / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TensorFlow cochleagram
+
+
+def _clipped_power(x, power, clip):
+    """x ** power, whose backward pass uses power * x ** (power - 1) clipped to [-clip, clip] (None: no clip)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(x):
+        def backward(dy):
+            slope = power * tf.pow(x, power - 1.0)
+            if clip is not None:
+                slope = tf.clip_by_value(slope, -clip, clip)
+            return dy * slope
+
+        return tf.pow(x, power), backward
+
+    return forward(x)
+
+
+def _magnitude(z):
+    """|z| of a complex tensor, with TensorFlow's gradient for tf.abs (z * upstream / |z|, 0 where z = 0)
+    computed in real arithmetic: XLA's complex division made that gradient the slowest step."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(z):
+        magnitude = tf.abs(z)
+
+        def backward(dy):
+            ratio = tf.math.divide_no_nan(dy, magnitude)
+            return tf.complex(tf.math.real(z) * ratio, tf.math.imag(z) * ratio)
+
+        return magnitude, backward
+
+    return forward(z)
+
+
+def _fake_relu(x):
+    """ReLU forward, identity backward (chcochleagram's FakeReLU)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(x):
+        return tf.nn.relu(x), lambda dy: dy
+
+    return forward(x)
+
+
+class Cochleagram:
+    """A differentiable cochleagram in TensorFlow: ``[batch, samples]`` float32 -> ``[batch, channels, frames]``.
+
+    Args:
+        sample_rate: of the input, Hz. Must be a multiple of ``env_sr``.
+        n, sample_factor, low_hz: of the ERB filterbank (:func:`erb_cos_filters`); 50, 4, 50 Hz is the 2023
+            recipe (211 channels).
+        high_hz: top of the band-pass range. None means min(10000, sample_rate / 2): 10 kHz as in the 2023
+            recipe (which runs at 20 kHz, so there it is Nyquist) and Nyquist at lower rates, e.g. 8 kHz for
+            16 kHz audio. Values above Nyquist are an error, not silently clamped.
+        env_sr: sample rate of the envelopes (frames per second), 200 Hz.
+        kernel_taps: length of the sinc x Kaiser(5) low-pass (:func:`sinc_kaiser_kernel`), cutoff env_sr / 2,
+            applied with stride sample_rate // env_sr.
+        padding: 'VALID' (default) or 'SAME', with TensorFlow's meaning. 'VALID' is the 2023 recipe (no
+            padding: 40,000 samples at 20 kHz -> 390 frames, 16,000 at 16 kHz -> 188) and keeps
+            zero-padding artefacts out of the edge frames; 'SAME' is the 2019 recipe: ceil(samples / stride)
+            frames, 400 for 2 s at 20 kHz, 200 for 1 s at 16 kHz.
+        power: compression exponent (0.3).
+        grad_clip: the compression's derivative power * x ** (power - 1) is clipped to +-grad_clip in the
+            backward pass (5 as in chcochleagram; the 2019 TF code used 1). None: no clipping.
+        offset: added before the power so its derivative is finite at 0 (1e-8). It is in the forward pass
+            too (as in chcochleagram), so silence maps to offset ** power (about 0.004), not 0.
+        scale: multiplies the envelopes before the offset and power (1; the 2019 recipe used 796.87).
+            chcochleagram multiplies after adding the offset; the two agree at scale 1.
+        double_positive: False (default) keeps the original's analytic signal: the negative frequencies are
+            dropped but the positive ones are not doubled, so envelopes come out at half amplitude (exactly
+            half, apart from the DC and Nyquist bins). True doubles the bins strictly between DC and Nyquist,
+            giving the textbook analytic signal (scipy.signal.hilbert) and full-amplitude envelopes.
+        fake_relu: False (default): a plain ReLU, whose gradient is 0 where the low-passed envelope is
+            negative. True: chcochleagram's FakeReLU, the identity in the backward pass. The forward pass is
+            the same either way.
+        dtype: 'float32' (default) or 'float64' (slower; for checking the chain against
+            :func:`cochleagram_reference` beyond float32 rounding).
+        jit_compile: run the chain as one XLA-compiled function (default True). XLA's CPU FFT is about 3x
+            faster than TensorFlow's own FFT kernel for lengths like 16,000 or 40,000, and it fuses the
+            filter multiply, magnitude and their gradients. The compiled function is traced once per input
+            shape.
+
+    The envelope is ``tf.abs`` of the analytic signal, whose gradient TensorFlow defines as 0 where the signal
+    is exactly 0 (chcochleagram instead floors |z|^2 at 1e-16). So an all-zero input has a finite, zero
+    gradient. Filters are built for each input length on first use and cached.
+
+    Float32 rounding leaves the envelopes with an absolute error of about 1e-7 of their peak. The power
+    compression magnifies that where an envelope is near zero (x ** 0.3 is steep there): channels with
+    essentially no energy can differ from a float64 computation by ~1e-3 of the output's peak.
+
+    Attributes: ``channels`` (int), ``centre_hz`` (float64 [channels]), ``high_hz`` (the value used),
+    ``kernel`` (float64 [kernel_taps]), ``factor`` (the downsampling stride).
+    """
+
+    def __init__(self, sample_rate=16000, n=50, sample_factor=4, low_hz=50.0, high_hz=None, env_sr=200,
+                 kernel_taps=1001, padding="VALID", power=0.3, grad_clip=5.0, offset=1e-8, scale=1.0,
+                 double_positive=False, fake_relu=False, dtype="float32", jit_compile=True):
+        import tensorflow as tf
+
+        high_hz = _default_high_hz(sample_rate) if high_hz is None else float(high_hz)
+        _check_band(sample_rate, n, low_hz, high_hz, sample_factor)
+        padding = str(padding).upper()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if int(kernel_taps) != kernel_taps or kernel_taps < 1:
+            raise ValueError(f"kernel_taps must be a positive integer, got {kernel_taps}")
+        if scale <= 0 or offset < 0 or power <= 0:
+            raise ValueError(f"need scale > 0, offset >= 0 and power > 0, got {scale}, {offset}, {power}")
+        if grad_clip is not None and grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.sample_rate = int(sample_rate)
+        self.n, self.sample_factor = int(n), int(sample_factor)
+        self.low_hz, self.high_hz = float(low_hz), high_hz
+        self.env_sr, self.kernel_taps, self.padding = env_sr, int(kernel_taps), padding
+        self.power, self.grad_clip, self.offset, self.scale = float(power), grad_clip, float(offset), float(scale)
+        self.double_positive, self.fake_relu = bool(double_positive), bool(fake_relu)
+        self.dtype = dtype
+
+        self.factor = _downsample_factor(self.sample_rate, env_sr)
+        self.kernel = sinc_kaiser_kernel(self.sample_rate, env_sr, self.kernel_taps)
+        self.centre_hz = erb_centres(self.n, self.low_hz, self.high_hz, self.sample_factor)
+        self.channels = len(self.centre_hz)
+        self._filters = {}
+        self._polyphase = None
+        self.jit_compile = bool(jit_compile)
+        if self.jit_compile:
+            # forward and backward are compiled separately, joined by a custom gradient, so the backward pass
+            # is compiled too when the caller runs eagerly or in a tf.function without XLA
+            self._fwd_xla = tf.function(self._compiled_forward, jit_compile=True)
+            self._bwd_xla = tf.function(self._compiled_backward, jit_compile=True)
+            self._chain = self._compiled_chain
+        else:
+            self._chain = self._forward
+
+    def output_shape(self, samples: int) -> tuple[int, int]:
+        """(channels, frames) for clips of ``samples`` samples."""
+        frames, _ = _frames_and_left_pad(samples, self.factor, self.kernel_taps, self.padding)
+        return self.channels, frames
+
+    def _spectral_filters(self, samples):
+        """[channels, samples // 2 + 1] real filters on the rFFT bins, doubled where double_positive says."""
+        import tensorflow as tf
+
+        if samples not in self._filters:
+            n_freqs = samples // 2 + 1
+            filters, _ = erb_cos_filters(n_freqs, self.sample_rate, self.n, self.low_hz, self.high_hz,
+                                         self.sample_factor, signal_length=samples)
+            if self.double_positive:
+                filters[:, 1:(samples + 1) // 2] *= 2  # every bin that has a negative-frequency twin
+            with tf.init_scope():  # an eager constant, which any tf.function may capture
+                self._filters[samples] = tf.constant(filters.astype(self.dtype))
+        return self._filters[samples]
+
+    def _polyphase_kernel(self):
+        """The low-pass split into its ``stride`` phases: [stride, ceil(taps / stride)].
+
+        Column k holds taps k * stride ... (k + 1) * stride - 1 (zero-padded at the end). With the envelope
+        reshaped to rows of ``stride`` samples, the strided convolution becomes one matrix product followed
+        by summing K shifted diagonals; a stride-D convolution with a single channel is several times slower
+        on CPU.
+        """
+        import tensorflow as tf
+
+        if self._polyphase is None:
+            blocks = -(-self.kernel_taps // self.factor)
+            padded = np.zeros(blocks * self.factor)
+            padded[: self.kernel_taps] = self.kernel
+            with tf.init_scope():
+                self._polyphase = tf.constant(padded.reshape(blocks, self.factor).T.astype(self.dtype))
+        return self._polyphase
+
+    def _input(self, waveforms):
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(waveforms)
+        if x.shape.rank != 2 or x.shape[-1] is None:
+            raise ValueError(f"waveforms must be [batch, samples] with a known length, got shape {x.shape}")
+        return tf.cast(x, self.dtype), int(x.shape[-1])
+
+    @staticmethod
+    def _analytic(x, filters):
+        """The analytic signal of every subband: [batch, samples] x [channels, bins] -> complex
+        [batch, channels, samples]. Linear in x."""
+        import tensorflow as tf
+
+        samples = x.shape[-1]
+        spectrum = tf.signal.rfft(x)  # [batch, bins]
+        subbands = spectrum[:, None, :] * tf.complex(filters, tf.zeros_like(filters))
+        one_sided = tf.pad(subbands, [[0, 0], [0, 0], [0, samples - filters.shape[-1]]])
+        return tf.signal.ifft(one_sided)
+
+    def envelopes(self, waveforms):
+        """The Hilbert envelopes at the input rate, [batch, channels, samples] (no low-pass, not compiled)."""
+        import tensorflow as tf
+
+        x, samples = self._input(waveforms)
+        return tf.abs(self._analytic(x, self._spectral_filters(samples)))
+
+    def _from_analytic(self, analytic, kernel):
+        """Magnitude, low-pass and downsampling, ReLU, scale and compression: -> [batch, channels, frames]."""
+        import tensorflow as tf
+
+        samples = analytic.shape[-1]
+        frames, left = _frames_and_left_pad(samples, self.factor, self.kernel_taps, self.padding)
+        blocks = kernel.shape[1]
+        rows = frames - 1 + blocks
+        needed = rows * self.factor  # samples the low-pass reads (the padded kernel tail is 0)
+        flat = tf.reshape(_magnitude(analytic), [-1, samples])
+        right = needed - left - samples
+        if left or right > 0:
+            flat = tf.pad(flat, [[0, 0], [left, max(right, 0)]])
+        if right < 0:
+            flat = flat[:, :needed]
+        # row t of the reshaped envelope holds samples t * stride ... (t + 1) * stride - 1, so frame f is
+        # sum_k <row f + k, column k of the kernel>
+        partial = tf.reshape(tf.reshape(flat, [-1, self.factor]) @ kernel, [-1, rows, blocks])
+        low = tf.add_n([partial[:, k:k + frames, k] for k in range(blocks)])
+        low = tf.reshape(low, [-1, self.channels, frames])
+        rectified = _fake_relu(low) if self.fake_relu else tf.nn.relu(low)
+        return _clipped_power(self.scale * rectified + self.offset, self.power, self.grad_clip)
+
+    def _forward(self, x, filters, kernel):
+        """The whole chain, differentiated by TensorFlow (jit_compile=False)."""
+        return self._from_analytic(self._analytic(x, filters), kernel)
+
+    def _compiled_forward(self, x, filters, kernel):
+        """XLA: the output and the analytic signal, kept for the backward pass."""
+        analytic = self._analytic(x, filters)
+        return self._from_analytic(analytic, kernel), analytic
+
+    def _compiled_backward(self, x, analytic, upstream, filters, kernel):
+        """XLA: the input gradient, from the stored analytic signal (so no inverse FFT is repeated)."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(analytic)
+            out = self._from_analytic(analytic, kernel)
+        d_analytic = tape.gradient(out, analytic, output_gradients=upstream)
+        # x -> analytic is linear, so its gradient needs no forward values: XLA drops the recomputation
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            again = self._analytic(x, filters)
+        return tape.gradient(again, x, output_gradients=d_analytic)
+
+    def _compiled_chain(self, x, filters, kernel):
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def chain(x):
+            out, analytic = self._fwd_xla(x, filters, kernel)
+            return out, lambda upstream: self._bwd_xla(x, analytic, upstream, filters, kernel)
+
+        return chain(x)
+
+    def __call__(self, waveforms):
+        """[batch, samples] -> [batch, channels, frames], in ``dtype``."""
+        x, samples = self._input(waveforms)
+        self.output_shape(samples)  # raises for clips too short for 'VALID'
+        return self._chain(x, self._spectral_filters(samples), self._polyphase_kernel())
+
+
+def cochleagram_reference(waveforms, sample_rate=16000, n=50, sample_factor=4, low_hz=50.0, high_hz=None,
+                          env_sr=200, kernel_taps=1001, padding="VALID", power=0.3, grad_clip=5.0, offset=1e-8,
+                          scale=1.0, double_positive=False, fake_relu=False, dtype="float64", jit_compile=False):
+    """The :class:`Cochleagram` chain in float64 numpy/scipy, one clip and one channel at a time.
+
+    Same arguments; ``grad_clip`` and ``fake_relu`` only change gradients and ``jit_compile`` only speed, so
+    they are accepted and unused, and the computation is always float64 whatever ``dtype`` says.
+    ``waveforms`` is [batch, samples] or [samples]; returns float64 [batch, channels, frames] (or
+    [channels, frames]).
+
+    Independent of the TensorFlow path where it can be: each subband is made real with ``np.fft.irfft``, its
+    analytic signal comes from ``scipy.signal.hilbert``, the non-doubled variant is derived from it (half of
+    it, plus half the DC and Nyquist terms), and the low-pass is ``np.convolve`` on the explicitly padded
+    envelope, keeping every ``factor``-th output.
+    """
+    from scipy import signal
+
+    del grad_clip, fake_relu, dtype, jit_compile
+    high_hz = _default_high_hz(sample_rate) if high_hz is None else float(high_hz)
+    padding = str(padding).upper()
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    x = np.asarray(waveforms, dtype=np.float64)
+    single = x.ndim == 1
+    x = np.atleast_2d(x)
+    samples = x.shape[-1]
+    n_freqs = samples // 2 + 1
+    filters, _ = erb_cos_filters(n_freqs, sample_rate, n, low_hz, high_hz, sample_factor,
+                                 signal_length=samples)
+    factor = _downsample_factor(sample_rate, env_sr)
+    t = np.arange(kernel_taps) - (kernel_taps - 1) / 2
+    kernel = np.sinc(t / factor) / factor * signal.windows.kaiser(kernel_taps, 5.0)
+    frames, left = _frames_and_left_pad(samples, factor, kernel_taps, padding)
+    alternating = (-1.0) ** np.arange(samples)
+
+    out = np.zeros((len(x), len(filters), frames))
+    for b, clip in enumerate(x):
+        spectrum = np.fft.rfft(clip)
+        for c, response in enumerate(filters):
+            band = spectrum * response
+            analytic = signal.hilbert(np.fft.irfft(band, n=samples))
+            if not double_positive:
+                edges = band[0].real + (band[-1].real * alternating if samples % 2 == 0 else 0.0)
+                analytic = 0.5 * (analytic + edges / samples)
+            envelope = np.abs(analytic)
+            if padding == "SAME":
+                right = max((frames - 1) * factor + kernel_taps - samples - left, 0)
+                envelope = np.concatenate([np.zeros(left), envelope, np.zeros(right)])
+            smoothed = np.convolve(envelope, kernel[::-1], mode="valid")[::factor][:frames]
+            out[b, c] = np.maximum(smoothed, 0.0)
+    out = (scale * out + offset) ** power
+    return out[0] if single else out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# |STFT| (TensorFlow simple-audio tutorial)
+
+
+class StftMagnitude:
+    """|STFT| as in TensorFlow's simple-audio tutorial: ``[batch, samples]`` -> ``[batch, frames, bins]``.
+
+    ``tf.signal.stft`` with frame_length 255, frame_step 128, fft_length 256, a periodic Hann window and no
+    end padding: 16,000 samples -> [124, 129]. Linear magnitude, no log, no channel axis (the tutorial adds
+    ``[..., None]`` before its model).
+
+    Gradient caveat: TensorFlow's gradient of |z| is z / |z| with 0/0 taken as 0, so wherever a bin is
+    exactly zero (e.g. the frames of a zero-padded clip) the gradient is zero and those frames get no
+    update during metamer synthesis.
+    """
+
+    def __init__(self, frame_length=255, frame_step=128, fft_length=256):
+        if not 0 < frame_length <= fft_length or frame_step <= 0:
+            raise ValueError(f"need 0 < frame_length <= fft_length and frame_step > 0, got "
+                             f"{frame_length}, {frame_step}, {fft_length}")
+        self.frame_length, self.frame_step, self.fft_length = int(frame_length), int(frame_step), int(fft_length)
+        self.bins = self.fft_length // 2 + 1
+
+    def output_shape(self, samples: int) -> tuple[int, int]:
+        """(frames, bins) for clips of ``samples`` samples."""
+        if samples < self.frame_length:
+            raise ValueError(f"need at least frame_length={self.frame_length} samples, got {samples}")
+        return 1 + (samples - self.frame_length) // self.frame_step, self.bins
+
+    def __call__(self, waveforms):
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(waveforms, dtype=tf.float32)
+        return tf.abs(tf.signal.stft(x, frame_length=self.frame_length, frame_step=self.frame_step,
+                                     fft_length=self.fft_length))
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+FRONTENDS = {"cochleagram": Cochleagram, "stft": StftMagnitude}
+
+
+def frontend_parameters(kind: str) -> list[str]:
+    """The parameter names a front-end kind accepts (besides ``kind``)."""
+    if kind not in FRONTENDS:
+        raise ValueError(f"front end kind {kind!r} is unknown; known kinds: {', '.join(FRONTENDS)}")
+    return [name for name in inspect.signature(FRONTENDS[kind].__init__).parameters if name != "self"]
+
+
+def build_frontend(config: dict):
+    """A front end from ``{"kind": "cochleagram" | "stft", **parameters}``; ValueError names bad keys."""
+    if not isinstance(config, dict) or "kind" not in config:
+        raise ValueError(f"front end config needs a 'kind' ({' or '.join(FRONTENDS)}), got {config!r}")
+    params = dict(config)
+    kind = params.pop("kind")
+    allowed = frontend_parameters(kind)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for front end {kind!r}; "
+                         f"allowed: {', '.join(allowed)}")
+    return FRONTENDS[kind](**params)
+
+
+__all__ = ["Cochleagram", "StftMagnitude", "build_frontend", "cochleagram_reference", "erb_centres",
+           "erb_cos_filters", "erb_to_hz", "frontend_parameters", "hz_to_erb", "sinc_kaiser_kernel"]

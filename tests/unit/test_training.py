@@ -1,0 +1,135 @@
+"""Training the Study 2 classifiers on a small synthetic task; seeding, early stopping, saving, loading."""
+
+import logging
+import re
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from audioprobe.metamers import architectures as A  # noqa: E402
+from audioprobe.metamers import training as T  # noqa: E402
+
+SHAPE = (64, 100)
+NAMES = ["low_slow", "high_slow", "low_fast"]
+SETTINGS = dict(batch_size=32, learning_rate=1e-3, patience=2)
+EPOCHS = 3
+
+
+def synthetic(n, seed):
+    """Three classes of [freq, time] patterns: a band (centre jittered by +-3 rows) at low or high
+    frequency, amplitude-modulated slowly (period 50 frames) or fast (period 12), in Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    rng.shuffle(y)
+    rows, frames = np.arange(SHAPE[0])[:, None], np.arange(SHAPE[1])[None, :]
+    x = np.empty((n, *SHAPE), np.float32)
+    for i, label in enumerate(y):
+        centre = (46 if label == 1 else 14) + rng.integers(-3, 4)
+        period = 12 if label == 2 else 50
+        band = np.exp(-0.5 * ((rows - centre) / 3.0) ** 2)
+        modulation = 0.5 + 0.5 * np.sin(2 * np.pi * frames / period + rng.uniform(0, 2 * np.pi))
+        x[i] = band * modulation + 0.3 * rng.standard_normal(SHAPE)
+    return x, y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {"train": synthetic(240, 0), "val": synthetic(90, 1), "test": synthetic(90, 2)}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """Each architecture trained once (shared by the tests below)."""
+    x, y = data["train"]
+    out = {}
+    for arch in A.ARCHS:
+        model = A.build_classifier(arch, SHAPE, 3, seed=0, normalization_data=x)
+        out[arch] = T.train_classifier(model, x, y, *data["val"], epochs=EPOCHS, seed=0, **SETTINGS)
+    return out
+
+
+@pytest.mark.parametrize("arch", A.ARCHS)
+def test_every_architecture_learns(trained, data, arch):
+    model, history = trained[arch]
+    assert list(history.columns[:5]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert list(history["epoch"]) == list(range(1, len(history) + 1))
+    assert history["val_accuracy"].max() > 0.8  # chance is 1/3
+    result = T.evaluate(model, *data["test"], NAMES)
+    assert result["n"] == 90 and result["accuracy"] > 0.8
+    assert sum(result["per_class_n"].values()) == 90
+    assert np.trace(np.array(result["confusion"])) == round(result["accuracy"] * 90)
+
+
+def test_accuracy_table(trained, data):
+    results = {arch: T.evaluate(model, *data["test"], NAMES) for arch, (model, _) in trained.items()}
+    table = T.accuracy_table(results)
+    assert len(table) == len(A.ARCHS) * (len(NAMES) + 1)
+    overall = table[table["class"] == "all"].set_index("model")["accuracy"]
+    assert overall.to_dict() == {arch: results[arch]["accuracy"] for arch in A.ARCHS}
+
+
+def test_same_seed_same_history_and_weights(trained, data, caplog):
+    """Built and trained again with the fixture's seed: identical history and weights; another seed differs."""
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    first, history = trained["fc_frequency"]
+    runs = []
+    for seed in (0, 1):
+        model = A.build_classifier("fc_frequency", SHAPE, 3, seed=seed, normalization_data=data["train"][0])
+        with caplog.at_level(logging.INFO, logger="audioprobe.metamers.training"):
+            runs.append(T.train_classifier(model, *data["train"], *data["val"], epochs=EPOCHS if seed == 0 else 1,
+                                           seed=seed, **SETTINGS))
+    (again, history_again), (_, other) = runs
+    assert history[columns].equals(history_again[columns])
+    for wa, wb in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not history[columns].head(1).equals(other[columns])
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(re.search(r" epoch \d+/\d+: loss ", m) is not None for m in messages) == EPOCHS + 1  # per epoch
+    assert sum("best epoch" in m for m in messages) == 2
+
+
+def test_early_stopping_restores_best_epoch(data):
+    """Unlearnable validation labels: val_loss soon rises, training stops, and the weights returned are
+    those of the epoch with the lowest val_loss."""
+    x, y = data["train"]
+    x_val, _ = data["val"]
+    y_val = np.random.default_rng(3).integers(0, 3, len(x_val))
+    model = A.build_classifier("fc_frequency", SHAPE, 3, seed=0, normalization_data=x)
+    lines = []
+    model, history = T.train_classifier(model, x, y, x_val, y_val, epochs=12, batch_size=32, learning_rate=3e-3,
+                                        patience=1, seed=0, log=lines.append)
+    best = history.attrs["best_epoch"]
+    assert history.attrs["stopped_early"] and len(history) < 12
+    assert best == history["epoch"][history["val_loss"].idxmin()] and best < len(history)
+    logits = T.predict_logits(model, x_val)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y_val, logits).numpy()
+    assert loss == pytest.approx(history["val_loss"][best - 1], rel=1e-4)
+    assert len(lines) == len(history) + 1 and lines[0].startswith("fc_frequency epoch 1/12: loss")
+
+
+@pytest.mark.parametrize("arch", A.ARCHS)
+def test_save_and_load_give_identical_logits(trained, data, tmp_path, arch):
+    model = trained[arch][0]
+    path = T.save_weights(model, tmp_path / "weights" / f"{arch}.weights.h5")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left behind
+    assert T.saved_description(path) == {"arch": arch, "input_shape": list(SHAPE), "n_classes": 3,
+                                         "params": model.count_params()}
+    loaded = T.load_classifier(path, arch, SHAPE, 3)  # no normalization data: the statistics are in the file
+    x = data["test"][0]
+    np.testing.assert_array_equal(T.predict_logits(loaded, x), T.predict_logits(model, x))
+    np.testing.assert_array_equal(loaded.get_layer("normalize").get_weights()[0],
+                                  model.get_layer("normalize").get_weights()[0])
+
+
+def test_load_refuses_other_models(trained, tmp_path):
+    path = T.save_weights(trained["conv2d"][0], tmp_path / "conv2d.weights.h5")
+    with pytest.raises(ValueError, match="arch"):
+        T.load_classifier(path, "local_frequency", SHAPE, 3)
+    with pytest.raises(ValueError, match="params"):
+        T.load_classifier(path, "conv2d", SHAPE, 3, width=16)
+    with pytest.raises(ValueError, match="n_classes"):
+        T.load_classifier(path, "conv2d", SHAPE, 8)
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        T.save_weights(trained["conv2d"][0], tmp_path / "conv2d.h5")

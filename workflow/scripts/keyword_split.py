@@ -1,0 +1,7 @@
+"""A persistent train / validation / test split of a keyword dataset, whole speakers per split."""
+
+from audioprobe.latent.steps import make_split
+from audioprobe.workflow import setup
+
+setup(snakemake)
+make_split(snakemake.input[0], snakemake.output[0], ["word"], snakemake.params.split)

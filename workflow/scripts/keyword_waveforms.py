@@ -1,0 +1,8 @@
+"""Every clip of the keyword dataset as fixed-length 16-kHz waveforms in one HDF5 file."""
+
+from audioprobe.metamers.steps import keyword_waveforms
+from audioprobe.workflow import setup
+
+log = setup(snakemake)
+keyword_waveforms(snakemake.input.manifest, snakemake.params.root, snakemake.output[0],
+                  clip_seconds=snakemake.params.clip_seconds, log=log)
