@@ -213,24 +213,34 @@ def compare_architectures(responses: pd.DataFrame, model_a: str, model_b: str, *
                 if layer not in layers_of[model]:
                     raise ValueError(f"model {model!r} has no layer {layer!r} (it has {layers_of[model]})")
     accuracy = per_participant.set_index(["model", "layer", "participant"])["accuracy"].sort_index()
-    rows, meta = [], []
+    rows, meta, untested = [], [], []
     for layer_a, layer_b in pairs:
-        try:
-            a = accuracy.loc[(model_a, layer_a)]
-            b = accuracy.loc[(model_b, layer_b)]
-        except KeyError:
-            raise ValueError(f"no usable trials (all swapped?) for {model_a}/{layer_a} or {model_b}/{layer_b}") \
-                from None
+        info = {"layer": layer_a if layer_a == layer_b else f"{layer_a} | {layer_b}", "layer_a": layer_a,
+                "layer_b": layer_b, "model_a": model_a, "model_b": model_b}
+        a, b = _per_participant(accuracy, model_a, layer_a), _per_participant(accuracy, model_b, layer_b)
         both = a.index.intersection(b.index)
-        if len(both) < 2:
-            raise ValueError(f"only {len(both)} participant(s) heard both {model_a}/{layer_a} and "
-                             f"{model_b}/{layer_b}: a paired comparison needs at least 2")
+        if len(both) < 2:  # recorded, not fatal: too few participants heard both (e.g. failed metamers swapped out)
+            untested.append({**info, "n": len(both), "note": f"not tested: {len(both)} participant(s) heard both "
+                                                              "conditions; a paired comparison needs at least 2"})
+            continue
         rows.append((condition_label(model_a, layer_a), a[both].to_numpy(), condition_label(model_b, layer_b),
                      b[both].to_numpy()))
-        meta.append({"layer": layer_a if layer_a == layer_b else f"{layer_a} | {layer_b}", "layer_a": layer_a,
-                     "layer_b": layer_b, "model_a": model_a, "model_b": model_b})
-    table = stats.compare_pairs(rows)
-    return pd.concat([pd.DataFrame.from_records(meta), table], axis=1)
+        meta.append(info)
+    parts = [pd.concat([pd.DataFrame.from_records(meta), stats.compare_pairs(rows)], axis=1)] if rows else []
+    if untested:
+        parts.append(pd.DataFrame.from_records(untested).assign(p_t=np.nan, p_wilcoxon=np.nan))
+    table = pd.concat(parts, ignore_index=True)
+    # corrections across the layers actually tested (an untested layer's NaN p-value does not count)
+    table = stats.add_corrections(table.drop(columns=[c for c in table if c.endswith(("_bonferroni", "_holm"))]))
+    order = {layer_a: i for i, (layer_a, _) in enumerate(pairs)}
+    return table.sort_values("layer_a", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def _per_participant(accuracy: pd.Series, model: str, layer: str) -> pd.Series:
+    try:
+        return accuracy.loc[(model, layer)]
+    except KeyError:  # every trial of that condition was swapped out or unanswered
+        return pd.Series(dtype=float)
 
 
 def confusion_matrices(responses: pd.DataFrame, path, *, max_labels: int = 40) -> dict[str, pd.DataFrame]:

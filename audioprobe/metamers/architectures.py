@@ -32,7 +32,16 @@ per-group ``Conv1D`` and a concatenation, never ``Conv1D(groups=...)``, whose CP
 per band position.
 
 Layer names are stable; :func:`metamer_layers` lists the layers metamers are made for and
-:func:`layer_model` returns several layers' outputs in one forward pass.
+:func:`layer_model` returns several layers' outputs in one forward pass. Output layouts: conv2d and
+local_frequency conv stages are [band, frame, filter]; the temporal models' are [frame, channel], where
+grouped_temporal's channel ``g * w + i`` is filter ``i`` of group ``g`` (its per-group layers are
+``freq_group_{g}``, ``conv_0_g{g}``, ``conv_0_group_{g}``, ``conv_1_g{g}``; ``conv_0`` and ``conv_1`` are
+the concatenations).
+
+The tutorial's bilinear resize without antialiasing keeps every frequency row when halving 64 rows, but
+drops frame information when shrinking time by a non-integer factor (~1/3 of the frames of a 100-frame
+input get no gradient), so input-stage metamers are under-constrained; ``resize=None`` or a front end
+with the grid's size avoids it.
 """
 
 from __future__ import annotations

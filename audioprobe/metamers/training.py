@@ -4,9 +4,9 @@ Training follows the TF simple-audio tutorial: Adam, sparse categorical cross-en
 stopping on the validation loss; here the best epoch's weights are always restored and everything is
 seeded (weights and dropout at build time, batch order here; TensorFlow's deterministic ops while
 training). An explicit loop rather than ``model.fit``: one traced step for every batch size, and the
-batch order and the restored epoch are plain to see. Weights are saved
-in Keras' ``.weights.h5`` format (HDF5, no pickle, no model code), written atomically, with the
-architecture, input shape and class count as file attributes that :func:`load_classifier` checks.
+batch order and the restored epoch are plain to see. Weights are saved in Keras' ``.weights.h5`` format
+(HDF5, no pickle, no model code), written atomically, with the architecture, input shape, class count
+and parameter count as a file attribute that :func:`load_classifier` checks.
 """
 
 from __future__ import annotations

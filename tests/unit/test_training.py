@@ -14,7 +14,7 @@ from audioprobe.metamers import training as T  # noqa: E402
 SHAPE = (64, 100)
 NAMES = ["low_slow", "high_slow", "low_fast"]
 SETTINGS = dict(batch_size=32, learning_rate=1e-3, patience=2)
-EPOCHS = 3
+EPOCHS = 4
 
 
 def synthetic(n, seed):
