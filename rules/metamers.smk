@@ -9,6 +9,7 @@ rule keyword_split:
         "results/metamers/{dataset}/split.csv",
     params:
         split=metamer_setting("split"),
+        label=metamer_setting("label"),
     log:
         "results/logs/keyword_split/{dataset}.log",
     benchmark:
@@ -31,6 +32,7 @@ rule keyword_waveforms:
     params:
         root=dataset_root_of,
         clip_seconds=dataset_clip_seconds,
+        label=metamer_setting("label"),
     log:
         "results/logs/keyword_waveforms/{dataset}.log",
     benchmark:

@@ -17,12 +17,15 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 
 
-def keyword_waveforms(manifest_path, root, out_path, *, clip_seconds: float, log: logging.Logger = log) -> None:
-    """Every clip of a keyword dataset as 16-kHz mono float32, cropped or padded to ``clip_seconds``."""
+def keyword_waveforms(manifest_path, root, out_path, *, clip_seconds: float, label: str = "word",
+                      log: logging.Logger = log) -> None:
+    """Every clip of a keyword dataset as 16-kHz mono float32, cropped or padded to ``clip_seconds``;
+    the manifest's ``label`` column names the word."""
     clips = read_manifest(manifest_path)
-    if "label_word" not in clips.columns:
-        raise ValueError(f"{manifest_path} has no 'word' label: metamers.dataset must be a keyword dataset "
-                         "(Speech Commands layout or a CSV with a word column)")
+    if f"label_{label}" not in clips.columns:
+        raise ValueError(f"{manifest_path} has no {label!r} label (metamers.label); its labels are "
+                         f"{[c[6:] for c in clips.columns if c.startswith('label_')]}")
+    clips = clips.assign(label_word=clips[f"label_{label}"])
     samples = int(round(clip_seconds * SAMPLE_RATE))
     waves = np.stack([load_clip(root, row, SAMPLE_RATE, samples) for _, row in clips.iterrows()])
     silent = np.flatnonzero(np.sqrt(np.mean(waves ** 2, axis=1)) < 1e-4)

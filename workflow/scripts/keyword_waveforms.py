@@ -5,4 +5,4 @@ from audioprobe.workflow import setup
 
 log = setup(snakemake)
 keyword_waveforms(snakemake.input.manifest, snakemake.params.root, snakemake.output[0],
-                  clip_seconds=snakemake.params.clip_seconds, log=log)
+                  clip_seconds=snakemake.params.clip_seconds, label=snakemake.params.label, log=log)
