@@ -38,3 +38,11 @@ def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float
             raise ValueError(f"the {name} split is empty: {clips['group'].nunique()} recording groups are too "
                              "few for these fractions; add recordings or change latent.split")
     return out
+
+
+def split_masks(split_path, clip_ids) -> dict[str, np.ndarray]:
+    """Boolean masks over ``clip_ids`` for each split, read from a split table."""
+    from audioprobe.io.atomic import read_csv
+
+    split = read_csv(split_path).set_index("clip_id")["split"].loc[list(clip_ids)].to_numpy()
+    return {name: split == name for name in SPLITS}

@@ -11,7 +11,7 @@ import pandas as pd
 from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
 from audioprobe.latent.projection import Projection
-from audioprobe.latent.split import split_groups
+from audioprobe.latent.split import split_groups, split_masks
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,6 @@ def encode_classes(values: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
     classes = {f: sorted(set(v)) for f, v in values.items()}
     codes = np.stack([np.searchsorted(classes[f], v) for f, v in values.items()], axis=1)
     return codes, classes
-
-
-def split_masks(split_path, clip_ids) -> dict[str, np.ndarray]:
-    split = read_csv(split_path).set_index("clip_id")["split"].loc[list(clip_ids)].to_numpy()
-    return {name: split == name for name in ("train", "val", "test")}
 
 
 def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors, settings: dict, threads: int,

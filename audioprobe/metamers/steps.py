@@ -12,6 +12,7 @@ import pandas as pd
 from audioprobe.datasets.manifest import load_clip, read_manifest
 from audioprobe.io.atomic import atomic_path, read_csv, write_csv
 from audioprobe.io.store import STRING
+from audioprobe.latent.split import split_masks
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -78,11 +79,6 @@ def choose_targets(data: dict, split_path, *, per_word: int, seed: int) -> pd.Da
             raise ValueError(f"no usable test clip of the word {word!r} (all silent or clipped): check the dataset")
         chosen.append(candidates.iloc[rng.permutation(len(candidates))[:per_word]])
     return pd.concat(chosen).sort_values("index").reset_index(drop=True)
-
-
-def split_masks(split_path, clip_ids) -> dict[str, np.ndarray]:
-    split = read_csv(split_path).set_index("clip_id")["split"].loc[list(clip_ids)].to_numpy()
-    return {name: split == name for name in ("train", "val", "test")}
 
 
 def representations(frontend, waveforms: np.ndarray, batch: int = 64) -> np.ndarray:
