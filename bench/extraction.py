@@ -48,10 +48,11 @@ def parse_args(argv=None):
     parser.add_argument("--numerics", default="float", choices=["float", "tflite"],
                         help="YAMNet numerics (model config key; the workflow's default is float)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--compression", nargs="+", default=["gzip", "none"], choices=["gzip", "lzf", "none"],
-                        help="HDF5 compression(s) to compare under; the memory runs use the first")
+    parser.add_argument("--compression", nargs="+", default=["none", "gzip"], choices=["gzip", "lzf", "none"],
+                        help="HDF5 compression(s) to compare under; the memory runs use the first (the workflow's "
+                             "default is none)")
     parser.add_argument("--threads", type=int, default=None, help="TF intra-op threads (default: TF's choice)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the fastest is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the fastest is reported")
     parser.add_argument("--takes", type=int, default=2, help="maas-synth recordings per material x action pair")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--weights", default=str(REPO.parent / "shared/models/yamnet/yamnet.tflite"))
