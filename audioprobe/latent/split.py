@@ -44,5 +44,15 @@ def split_masks(split_path, clip_ids) -> dict[str, np.ndarray]:
     """Boolean masks over ``clip_ids`` for each split, read from a split table."""
     from audioprobe.io.atomic import read_csv
 
-    split = read_csv(split_path).set_index("clip_id")["split"].loc[list(clip_ids)].to_numpy()
+    split = read_csv(split_path).set_index("clip_id")["split"]
+    missing = [c for c in clip_ids if c not in split.index]
+    if missing:
+        raise ValueError(f"{split_path} has no split for clip {missing[0]!r}: rerun the split rule")
+    split = split.loc[list(clip_ids)].to_numpy()
     return {name: split == name for name in SPLITS}
+
+
+def class_codes(values) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of string labels, in sorted order of the label names, and the names."""
+    names = sorted(set(values))
+    return np.searchsorted(names, values), names

@@ -11,7 +11,7 @@ import pandas as pd
 from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
 from audioprobe.latent.projection import Projection
-from audioprobe.latent.split import split_groups, split_masks
+from audioprobe.latent.split import class_codes, split_groups, split_masks
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,12 @@ def make_split(manifest_path, out_path, factors, settings: dict) -> pd.DataFrame
     return split
 
 
-def training_rows(split_path, clip_ids, which=("train",)) -> np.ndarray:
-    split = read_csv(split_path).set_index("clip_id")["split"]
-    missing = [c for c in clip_ids if c not in split.index]
-    if missing:
-        raise ValueError(f"{split_path} has no split for clip {missing[0]!r}: rerun the split rule")
-    return np.array([split[c] in which for c in clip_ids])
-
-
 def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
     """Fit the projection on the training clips and project every clip, reading the layer in chunks."""
     with LayerFile(layer_path) as layer:
         data = layer.activations
         clip_ids, labels, shape = layer.clip_ids, layer.labels, tuple(data.shape[1:])
-        train = np.flatnonzero(training_rows(split_path, clip_ids))
+        train = np.flatnonzero(split_masks(split_path, clip_ids)["train"])
         x_train = np.concatenate([data[i:i + chunk].reshape(-1, int(np.prod(shape)))[
             train[(train >= i) & (train < i + chunk)] - i] for i in range(0, data.shape[0], chunk)])
         projection = Projection.fit(x_train, components, seed=seed)
@@ -124,9 +116,9 @@ def best_layer(summary_path) -> str:
 # --- flow --------------------------------------------------------------------------------------------------
 
 def encode_classes(values: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, list[str]]]:
-    classes = {f: sorted(set(v)) for f, v in values.items()}
-    codes = np.stack([np.searchsorted(classes[f], v) for f, v in values.items()], axis=1)
-    return codes, classes
+    """[clips, factors] integer codes and each factor's class names."""
+    coded = {factor: class_codes(v) for factor, v in values.items()}
+    return np.stack([codes for codes, _ in coded.values()], axis=1), {f: names for f, (_, names) in coded.items()}
 
 
 def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors, settings: dict, threads: int,

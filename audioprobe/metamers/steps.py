@@ -12,7 +12,7 @@ import pandas as pd
 from audioprobe.datasets.manifest import load_clip, read_manifest
 from audioprobe.io.atomic import atomic_path, read_csv, write_csv
 from audioprobe.io.store import STRING
-from audioprobe.latent.split import split_masks
+from audioprobe.latent.split import class_codes, split_masks
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -50,11 +50,6 @@ def read_waveforms(path) -> dict:
         return {"waveforms": file["waveforms"][()], "silent": file["silent"][()], "clipped": file["clipped"][()],
                 **{k: [v.decode() if isinstance(v, bytes) else v for v in file[k][()]]
                    for k in ("clip_id", "word", "group")}}
-
-
-def class_codes(words) -> tuple[np.ndarray, list[str]]:
-    names = sorted(set(words))
-    return np.searchsorted(names, words), names
 
 
 def choose_targets(data: dict, split_path, *, per_word: int, seed: int) -> pd.DataFrame:
