@@ -6,6 +6,7 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
+report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -26,6 +27,7 @@ include: "rules/decode.smk"
 include: "rules/disentangle.smk"
 include: "rules/transfer.smk"
 include: "rules/metamers.smk"
+include: "rules/dissect.smk"
 
 
 rule all:
@@ -34,3 +36,4 @@ rule all:
         foundation_outputs(),
         latent_outputs(),
         metamer_outputs(),
+        dissect_outputs(),

@@ -106,3 +106,51 @@ def flow_layer(config: dict, model: str, layer_names) -> str | None:
                           f"choose one of {', '.join(known)} or 'best'")
     return layer
 
+
+
+def check_dissect(config: dict, layer_names) -> None:
+    """Study 3 runs must be activation runs with every dissected layer cached, and models they name exist."""
+    dissect = config.get("dissect", {})
+    extracted = {(run["model"], run["dataset"]) for run in config["activations"]["runs"]}
+    for index, run in enumerate(dissect.get("runs", [])):
+        if (run["model"], run["dataset"]) not in extracted:
+            raise ConfigError(f"dissect.runs[{index}]: {run['model']} on {run['dataset']} is not in "
+                              "activations.runs; add it there so its activations are extracted")
+        cached = layer_names(config["models"][run["model"]]["kind"])
+        if config["activations"]["layers"] != "all":
+            cached = [name for name in cached if name in config["activations"]["layers"]]
+        wanted = dissect["layers"]
+        missing = [layer for layer in (cached if wanted == "all" else wanted) if layer not in cached]
+        if missing:
+            raise ConfigError(f"dissect.layers: {missing[0]!r} has no cached activations for {run['model']!r}; "
+                              f"cached layers are {', '.join(cached)}")
+        if wanted != "all" and [layer for layer in cached if layer in wanted] != list(wanted):
+            raise ConfigError("dissect.layers: list the layers in the network's order, input side first")
+    captions = dissect.get("captions", {})
+    if dissect.get("runs") and captions.get("backend") == "tags" and captions["tagger"] not in config["models"]:
+        raise ConfigError(f"dissect.captions.tagger: {captions['tagger']!r} is not under models "
+                          f"(configured: {', '.join(config['models'])})")
+    if "tab" in dissect.get("methods", []) and not dissect["concepts"]["clap"]:
+        raise ConfigError("dissect.methods lists tab, which needs a CLAP model: set dissect.concepts.clap to a "
+                          "local CLAP folder, or remove tab")
+
+
+def circular_captioner(config: dict, model: str) -> bool:
+    """True when the tags captioner is the network under dissection (circular last-layer evaluation)."""
+    captions = config["dissect"]["captions"]
+    return captions["backend"] == "tags" and captions["tagger"] == model
+
+
+def check_circular(config: dict) -> list[str]:
+    """Refuse a circular captioner when the config says so; otherwise return the warnings to record."""
+    warnings = []
+    for model, dataset in ((run["model"], run["dataset"]) for run in config["dissect"]["runs"]):
+        if not circular_captioner(config, model):
+            continue
+        message = (f"dissect: the captioner tags({model}) is the network under dissection on {dataset}: "
+                   "its own predictions describe the clips, so the last-layer evaluation is partly circular")
+        if config["dissect"]["captions"]["on_circular"] == "refuse":
+            raise ConfigError(message + "; use another captions.tagger or backend, or set "
+                              "captions.on_circular: warn")
+        warnings.append(message)
+    return warnings

@@ -44,3 +44,84 @@ def chat(model, system: str, user: str, *, max_tokens: int = 128) -> str:
     reply = model.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0, top_k=1,
                                         top_p=1.0, repeat_penalty=1.0)
     return reply["choices"][0]["message"]["content"].strip()
+
+
+def complete(model, prompt: str, *, max_tokens: int, stop=("\n\n",), repeat_penalty: float = 1.0
+             ) -> tuple[str, int]:
+    """One greedy raw completion of ``prompt`` (no chat template added) and its token count."""
+    model.reset()
+    reply = model.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, top_p=1.0,
+                                    repeat_penalty=repeat_penalty, stop=list(stop))
+    return reply["choices"][0]["text"].strip(), int(reply["usage"]["completion_tokens"])
+
+
+class CachedLLM:
+    """Raw completions from a GGUF model through a content-addressed cache.
+
+    The key holds the model file's identity (name, size and modification time are not enough when files
+    are replaced in place, so its sha256), the prompt and every decoding setting: an identical request is
+    answered from the cache and never generated twice. The model is loaded only on the first cache miss,
+    so a fully cached rerun makes no LLM call at all.
+    """
+
+    def __init__(self, settings: dict, cache, *, model_cache_dir):
+        self.settings = settings
+        self.cache = cache
+        self.model_cache_dir = model_cache_dir
+        self._path = None
+        self._sha256 = None
+        self._model = None
+        self.calls = 0
+        self.tokens = 0
+        self.seconds = 0.0
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            gguf = self.settings.get("gguf")
+            self._path = Path(gguf) if gguf else default_gguf(self.model_cache_dir)
+            if not self._path.is_file():
+                raise MissingModel(f"dissect.llm.gguf: no GGUF model at {self._path}; download one (e.g. "
+                                   "Llama-2-13B-chat in GGUF) or set it to null for the packaged Gemma 3 270M")
+        return self._path
+
+    @property
+    def model_id(self) -> str:
+        if self._sha256 is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            self._sha256 = digest.hexdigest()
+        return f"{self.path.name}:{self._sha256}"
+
+    def _load(self):
+        if self._model is None:
+            self._model = load(self.path, seed=self.settings.get("seed", 0),
+                               context=self.settings.get("context", 2048), threads=self.settings.get("threads"))
+        return self._model
+
+    def __call__(self, prompt: str, *, max_tokens: int, stop=("\n\n",)) -> str:
+        key = {"model": self.model_id, "prompt": prompt, "max_tokens": max_tokens, "stop": list(stop),
+               "seed": self.settings.get("seed", 0), "context": self.settings.get("context", 2048),
+               "repeat_penalty": self.settings.get("repeat_penalty", 1.0), "decoding": "greedy"}
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        import time
+
+        start = time.perf_counter()
+        text, tokens = complete(self._load(), prompt, max_tokens=max_tokens, stop=stop,
+                                repeat_penalty=self.settings.get("repeat_penalty", 1.0))
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.tokens += tokens
+        self.cache.put(key, text)
+        return text
+
+    def stats(self) -> dict:
+        rate = self.tokens / self.seconds if self.seconds else 0.0
+        return {"llm_calls": self.calls, "cache_hits": self.cache.hits, "tokens": self.tokens,
+                "seconds": round(self.seconds, 2), "tokens_per_second": round(rate, 1)}

@@ -14,6 +14,9 @@ apconfig.fill_defaults(config, apconfig.load_schema(workflow.source_path(SCHEMA)
 validate(config, SCHEMA, set_default=True)
 apconfig.check_references(config, layer_names)
 apconfig.check_latent(config, layer_names)
+apconfig.check_dissect(config, layer_names)
+for warning in apconfig.check_circular(config):
+    logger.warning(warning)
 
 
 def names_of_kind(section, *kinds):
@@ -83,6 +86,12 @@ def model_weights(name):
     return f"resources/models/{name}/yamnet.tflite"
 
 
+def network_config(name):
+    """A model's entry without its class map keys, which do not change its outputs."""
+    return {key: value for key, value in config["models"][name].items()
+            if not key.startswith("class_map")}
+
+
 def model_setting(key):
     def setting(wildcards):
         return config["models"][wildcards.model][key]
@@ -138,7 +147,7 @@ def extraction_settings(model):
     def settings(wildcards):
         general = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers")}
         clip_seconds = config["datasets"][wildcards.dataset]["clip_seconds"]
-        return {**general, "clip_seconds": clip_seconds, "model": config["models"][model]}
+        return {**general, "clip_seconds": clip_seconds, "model": network_config(model)}
 
     return settings
 
@@ -224,7 +233,7 @@ def model_weights_of(wildcards):
 
 
 def model_config_of(wildcards):
-    return config["models"][wildcards.model]
+    return network_config(wildcards.model)
 
 
 def weights_source_of(wildcards, input):
@@ -315,7 +324,7 @@ def metamer_network_settings(wildcards):
     return {
         "kind": "pretrained",
         "model": wildcards.net,
-        "model_config": config["models"][wildcards.net],
+        "model_config": network_config(wildcards.net),
         "weights": model_weights(wildcards.net),
         "layers": config["metamers"]["yamnet"]["layers"],
     }
@@ -356,4 +365,120 @@ def metamer_outputs():
     outputs += [f"{base}/{net}/metamers.png" for net in metamer_networks()]
     if response_files():
         outputs.append(f"{base}/listening_results/accuracy.csv")
+    return outputs
+
+
+# --- Study 3: audio network dissection ---------------------------------------------------------------------
+
+
+def dissect_runs():
+    return [(run["model"], run["dataset"]) for run in config["dissect"]["runs"]]
+
+
+def dissect_layers(model):
+    layers = config["dissect"]["layers"]
+    return run_layers(model) if layers == "all" else list(layers)
+
+
+def dissect_layers_of(wildcards):
+    return dissect_layers(wildcards.model)
+
+
+def dissect_setting(*keys):
+    """Only these keys of the dissect section, so a change elsewhere in it does not rerun the rule."""
+
+    def setting(wildcards):
+        return {key: config["dissect"][key] for key in keys}
+
+    return setting
+
+
+LLM_KEYS = ("gguf", "context", "seed", "threads", "summary_tokens", "summary_stop", "repeat_penalty")
+
+
+def llm_setting(prompt):
+    """The LLM settings and the one prompt a rule uses, so editing another prompt does not rerun it."""
+
+    def setting(wildcards):
+        llm = config["dissect"]["llm"]
+        return {**{key: llm[key] for key in LLM_KEYS}, "prompt": llm["prompts"][prompt],
+                "cache": config["dissect"]["cache"]}
+
+    return setting
+
+
+def dissect_base(wildcards):
+    return f"results/dissect/{wildcards.model}/{wildcards.dataset}"
+
+
+def neuron_files(wildcards):
+    base = dissect_base(wildcards)
+    return [f"{base}/neurons/{layer}.h5" for layer in dissect_layers(wildcards.model)] + [f"{base}/neurons/head.h5"]
+
+
+def last_layer_file(wildcards):
+    layer = dissect_layers(wildcards.model)[-1]
+    return f"results/activations/{wildcards.model}/{wildcards.dataset}/{layer}.h5"
+
+
+def first_layer_file(wildcards):
+    layer = dissect_layers(wildcards.model)[0]
+    return f"results/activations/{wildcards.model}/{wildcards.dataset}/{layer}.h5"
+
+
+def tagger_inputs(wildcards):
+    """The tagger's weights and class map when the tags captioner is used."""
+    captions = config["dissect"]["captions"]
+    if captions["backend"] != "tags":
+        return {}
+    tagger = captions["tagger"]
+    return {"weights": weights_input(tagger), "class_map": class_map_path(tagger)}
+
+
+def caption_settings(wildcards):
+    """The captioner and everything its captions depend on."""
+    captions = dict(config["dissect"]["captions"])
+    if captions["backend"] == "tags":
+        tagger = captions["tagger"]
+        captions["tagger_config"] = network_config(tagger)
+        captions["tagger_weights"] = model_weights(tagger)
+    captions["label"] = config["dissect"]["label"]
+    captions["target_model"] = wildcards.model
+    captions["cache"] = config["dissect"]["cache"]
+    return captions
+
+
+def class_map_path(model):
+    return config["models"][model]["class_map"] or f"resources/models/{model}/yamnet_class_map.csv"
+
+
+def class_map_key(wildcards):
+    return f"models.{wildcards.model}.class_map"
+
+
+def pos_model(wildcards):
+    return config["dissect"]["open_concepts"]["pos_model"]
+
+
+def concept_file(wildcards):
+    path = config["dissect"]["concepts"]["file"]
+    return [path] if path else []
+
+
+def dissect_outputs():
+    outputs = []
+    for model, dataset in dissect_runs():
+        base = f"results/dissect/{model}/{dataset}"
+        outputs += [
+            f"{base}/closed_concepts.csv",
+            f"{base}/open_concepts.csv",
+            f"{base}/last_layer.csv",
+            f"{base}/last_layer.png",
+            f"{base}/pruning.csv",
+            f"{base}/pruning.png",
+            f"{base}/pos_ablation.csv",
+            f"{base}/pos_ablation.png",
+            f"{base}/interpretability.csv",
+            f"{base}/interpretability.png",
+        ]
     return outputs

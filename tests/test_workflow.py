@@ -29,7 +29,8 @@ def snakemake(workdir, *flags, weights, config=None, check=True):
         configfiles.append(str(override))
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
                *flags, "--configfile", *configfiles, "--config",
-               "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(weights)}})]
+               "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(weights),
+                                                  "class_map": str(Path(weights).with_name("yamnet_class_map.csv"))}})]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -8,7 +8,7 @@ Layout of a layer file::
     attrs: model, dataset, layer, layer_shape, weights_sha256, config (canonical JSON), complete
 
 Files are built under a temporary name and renamed when the last clip is written, so a file with the
-final name is always whole.
+final name is always whole. No object header stores a time, so the same contents give the same bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,34 @@ import numpy as np
 from audioprobe.io.atomic import canonical_json, temporary_beside
 
 STRING = h5py.string_dtype("utf-8")
+CREATION_ORDER = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
+
+
+def _timeless(plist):
+    """A file or group creation property list that tracks creation order and stores no timestamps."""
+    plist.set_link_creation_order(CREATION_ORDER)
+    plist.set_attr_creation_order(CREATION_ORDER)
+    plist.set_obj_track_times(False)
+    return plist
+
+
+def create_file(path) -> h5py.File:
+    """A new HDF5 file (an existing one is truncated) whose bytes depend only on what is written to it.
+
+    ``h5py.File(path, "w", track_order=True)`` gives the root group a header with its creation time, and
+    ``create_group`` does the same for every group, so two writes of the same data differed in a few bytes.
+    Datasets need ``track_times=False`` when they are created.
+    """
+    fcpl = _timeless(h5py.h5p.create(h5py.h5p.FILE_CREATE))
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    return h5py.File(h5py.h5f.create(os.fsencode(str(path)), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
+
+
+def create_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A subgroup that tracks creation order and stores no timestamps (see :func:`create_file`)."""
+    gcpl = _timeless(h5py.h5p.create(h5py.h5p.GROUP_CREATE))
+    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
 
 
 class LayerWriter:
@@ -35,7 +63,7 @@ class LayerWriter:
         self.tmp = temporary_beside(self.path)
         self.clips = clips
         self.written = 0
-        self.file = h5py.File(self.tmp, "w", track_order=True)
+        self.file = create_file(self.tmp)
         chunk = (1, *layer_shape)
         self.data = self.file.create_dataset(
             "activations", shape=(clips, *layer_shape), dtype=dtype, chunks=chunk if clips else None,
@@ -69,7 +97,7 @@ class LayerWriter:
 
 def write_index(file: h5py.File, clip_ids, labels: dict[str, list]) -> None:
     file.create_dataset("clip_id", data=np.asarray(clip_ids, dtype=object), dtype=STRING, track_times=False)
-    group = file.create_group("labels", track_order=True)
+    group = create_group(file, "labels")
     for name, values in labels.items():
         group.create_dataset(name, data=np.asarray(values, dtype=object), dtype=STRING, track_times=False)
 
@@ -79,9 +107,12 @@ def write_arrays(path, arrays: dict[str, np.ndarray], *, clip_ids=None, labels=N
     """Write a small set of named arrays (plus optional clip index) atomically."""
     from audioprobe.io.atomic import atomic_path
 
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as file:
+    with atomic_path(path) as tmp, create_file(tmp) as file:
         for name, value in arrays.items():
             value = np.asarray(value)
+            if value.dtype.kind in "OU":  # strings
+                file.create_dataset(name, data=value.astype(object), dtype=STRING, track_times=False)
+                continue
             options = _compression(compression) if value.ndim and value.size > 1024 else {}
             file.create_dataset(name, data=value, track_times=False, **options)
         if clip_ids is not None:

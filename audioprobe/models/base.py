@@ -31,8 +31,11 @@ class ModelAdapter(ABC):
         """One forward pass over a batch [clips, samples]; returns {layer: [clips, *layer_shape]}."""
 
     @abstractmethod
-    def forward_from(self, layer: str, activations: np.ndarray) -> dict[str, np.ndarray]:
-        """Continue the network from ``layer``'s activations [clips, *layer_shape] to its outputs."""
+    def forward_from(self, layer: str, activations: np.ndarray,
+                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Continue the network from ``layer``'s activations [clips, *layer_shape] to its outputs
+        (including ``embedding``, the input of a classifier head), with the channels (last axis) that
+        ``channel_masks`` ({layer: 0/1 vector}) zero switched off in ``layer`` and later layers."""
 
     @abstractmethod
     def differentiable(self, layers: list[str]):

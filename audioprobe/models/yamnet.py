@@ -151,15 +151,38 @@ class Yamnet(ModelAdapter):
         out = self._compiled[key](self.tf.constant(padded))
         return {layer: out[layer].numpy() for layer in layers}
 
-    def forward_from(self, layer: str, activations: np.ndarray) -> dict[str, np.ndarray]:
-        """Run layers after ``layer`` and the head; activations [clips, patches, time, freq, channels]."""
+    def forward_from(self, layer: str, activations: np.ndarray,
+                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run layers after ``layer`` and the head; activations [clips, patches, time, freq, channels].
+
+        ``channel_masks`` ({layer: [channels] of 0/1}) zero channels of ``layer`` and of later layers, which
+        equals zeroing those channels' kernel rows and biases (each block ends in a ReLU)."""
         start = LAYERS.index(self.check_layers([layer])[0]) + 1
+        masks = self._channel_multipliers(layer, channel_masks or {})
+        activations = np.asarray(activations, dtype=np.float32) * masks[0]
         key = ("from", start)
         if key not in self._compiled:
-            self._compiled[key] = self.tf.function(lambda x: self._continue(x, start, self.numerics),
-                                                   reduce_retracing=True)
-        out = self._compiled[key](self.tf.constant(np.asarray(activations, dtype=np.float32)))
+            self._compiled[key] = self.tf.function(
+                lambda x, later: self._continue(x, start, self.numerics, later), reduce_retracing=True)
+        later = tuple(self.tf.constant(mask) for mask in masks[1:])
+        out = self._compiled[key](self.tf.constant(activations), later)
         return {name: value.numpy() for name, value in out.items()}
+
+    def _channel_multipliers(self, layer: str, channel_masks: dict) -> list[np.ndarray]:
+        """0/1 float vectors for ``layer`` and every later layer (ones where no mask is given)."""
+        self.check_layers(list(channel_masks))
+        start = LAYERS.index(layer)
+        early = [name for name in channel_masks if LAYERS.index(name) < start]
+        if early:
+            raise ValueError(f"cannot mask {early[0]} when continuing from the later layer {layer}")
+        out = []
+        for index in range(start, len(LAYERS)):
+            channels = self._shapes[index][-1]
+            mask = np.asarray(channel_masks.get(LAYERS[index], np.ones(channels)), dtype=np.float32)
+            if mask.shape != (channels,):
+                raise ValueError(f"the mask of {LAYERS[index]} has shape {mask.shape}, expected ({channels},)")
+            out.append(mask)
+        return out
 
     def differentiable(self, layers: list[str]):
         layers = self.check_layers(layers)
@@ -196,12 +219,14 @@ class Yamnet(ModelAdapter):
                 out[LAYERS[index]] = tf.reshape(net, [clips, count, *self._shapes[index]])
         return out
 
-    def _continue(self, activations, start, numerics):
+    def _continue(self, activations, start, numerics, masks=None):
         tf = self.tf
         clips, count = tf.shape(activations)[0], tf.shape(activations)[1]
         net = tf.reshape(activations, [-1, *activations.shape[2:]])
         for index in range(start, len(LAYERS)):
             net = self._block(net, index, numerics)
+            if masks is not None:
+                net = net * masks[index - start]
         embedding = tf.reduce_mean(net, axis=[1, 2])
         if numerics == "tflite" and "logits" in self._hybrid:
             logits = self._hybrid_dense(embedding, *self._hybrid["logits"]) + self._logits[1]

@@ -1,0 +1,1 @@
+"""Audio Network Dissection: captions, summaries and neuron-concept matching."""

@@ -1,0 +1,383 @@
+# Study 3, audio network dissection (AND, Wu et al.): neurons' top and bottom clips, captions, LLM
+# summaries, closed-set and open-set concepts, pruning by concept, and the evaluation tables.
+
+DISSECT = "results/dissect/{model}/{dataset}"
+DISSECT_REPORT = "Study 3: network dissection"
+
+
+rule dissect_split:
+    input:
+        "results/datasets/{dataset}/manifest.csv",
+    output:
+        f"{DISSECT}/split.csv",
+    params:
+        dissect=dissect_setting("label", "split"),
+    log:
+        "results/logs/dissect_split/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/dissect_split/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/dissect_split.py"
+
+
+rule dissect_neurons:
+    input:
+        layer="results/activations/{model}/{dataset}/{layer}.h5",
+        split=f"{DISSECT}/split.csv",
+    output:
+        f"{DISSECT}/neurons/{{layer}}.h5",
+    params:
+        dissect=dissect_setting("pool", "top_k", "neurons"),
+    log:
+        "results/logs/dissect_neurons/{model}/{dataset}/{layer}.log",
+    benchmark:
+        "results/benchmarks/dissect_neurons/{model}/{dataset}/{layer}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/dissect_neurons.py"
+
+
+rule dissect_head:
+    input:
+        layer=last_layer_file,
+        split=f"{DISSECT}/split.csv",
+        weights=model_weights_of,
+    output:
+        head=f"{DISSECT}/head.h5",
+        neurons=f"{DISSECT}/neurons/head.h5",
+        evaluation=f"{DISSECT}/head.json",
+    params:
+        dissect=dissect_setting("label", "head", "top_k"),
+        model_config=model_config_of,
+        weights=weights_source_of,
+    log:
+        "results/logs/dissect_head/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/dissect_head/{model}/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/dissect_head.py"
+
+
+rule caption_clips:
+    input:
+        unpack(tagger_inputs),
+        manifest="results/datasets/{dataset}/manifest.csv",
+        audio=clip_audio,
+        split=f"{DISSECT}/split.csv",
+    output:
+        f"{DISSECT}/captions.csv",
+    params:
+        captions=caption_settings,
+        root=dataset_root_of,
+    log:
+        "results/logs/caption_clips/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/caption_clips/{model}/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow/scripts/caption_clips.py"
+
+
+rule summarise_neurons:
+    input:
+        neurons=neuron_files,
+        captions=f"{DISSECT}/captions.csv",
+    output:
+        f"{DISSECT}/summaries.csv",
+    params:
+        llm=llm_setting("summary"),
+    log:
+        "results/logs/summarise_neurons/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/summarise_neurons/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    script:
+        "../workflow/scripts/summarise_neurons.py"
+
+
+rule calibrate_summaries:
+    input:
+        f"{DISSECT}/summaries.csv",
+    output:
+        f"{DISSECT}/calibrated.csv",
+    params:
+        dissect=dissect_setting("calibration", "concepts"),
+        pos_model=pos_model,
+    log:
+        "results/logs/calibrate_summaries/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/calibrate_summaries/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../workflow/scripts/calibrate_summaries.py"
+
+
+rule open_concepts:
+    input:
+        f"{DISSECT}/calibrated.csv",
+    output:
+        report(
+            f"{DISSECT}/open_concepts.csv",
+            caption="../workflow/report/dissect_open_concepts.rst",
+            category=DISSECT_REPORT,
+        ),
+    params:
+        dissect=dissect_setting("open_concepts"),
+        llm=llm_setting("adjective"),
+    log:
+        "results/logs/open_concepts/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/open_concepts/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    script:
+        "../workflow/scripts/open_concepts.py"
+
+
+rule concept_scores:
+    input:
+        concepts=concept_file,
+        captions=f"{DISSECT}/captions.csv",
+        manifest="results/datasets/{dataset}/manifest.csv",
+        split=f"{DISSECT}/split.csv",
+        audio=clip_audio,
+    output:
+        f"{DISSECT}/concept_scores.h5",
+    params:
+        dissect=dissect_setting("concepts", "methods", "label"),
+        root=dataset_root_of,
+    log:
+        "results/logs/concept_scores/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/concept_scores/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    script:
+        "../workflow/scripts/concept_scores.py"
+
+
+rule closed_concepts:
+    input:
+        neurons=neuron_files,
+        scores=f"{DISSECT}/concept_scores.h5",
+        summaries=f"{DISSECT}/summaries.csv",
+    output:
+        table=report(
+            f"{DISSECT}/closed_concepts.csv",
+            caption="../workflow/report/dissect_closed_concepts.rst",
+            category=DISSECT_REPORT,
+        ),
+        top=f"{DISSECT}/closed_concepts.h5",
+    params:
+        dissect=dissect_setting("similarity", "methods", "pruning"),
+    log:
+        "results/logs/closed_concepts/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/closed_concepts/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow/scripts/closed_concepts.py"
+
+
+rule icl_concepts:
+    input:
+        summaries=f"{DISSECT}/summaries.csv",
+        scores=f"{DISSECT}/concept_scores.h5",
+    output:
+        f"{DISSECT}/icl.csv",
+    params:
+        dissect=dissect_setting("concepts", "methods"),
+        llm=llm_setting("icl"),
+    log:
+        "results/logs/icl_concepts/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/icl_concepts/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow/scripts/icl_concepts.py"
+
+
+rule evaluate_last_layer:
+    input:
+        closed=f"{DISSECT}/closed_concepts.csv",
+        icl=f"{DISSECT}/icl.csv",
+        head=f"{DISSECT}/head.h5",
+        captions=f"{DISSECT}/captions.csv",
+    output:
+        table=report(
+            f"{DISSECT}/last_layer.csv",
+            caption="../workflow/report/dissect_last_layer.rst",
+            category=DISSECT_REPORT,
+        ),
+        figure=report(
+            f"{DISSECT}/last_layer.png",
+            caption="../workflow/report/dissect_last_layer.rst",
+            category=DISSECT_REPORT,
+        ),
+    params:
+        dissect=dissect_setting("concepts"),
+    log:
+        "results/logs/evaluate_last_layer/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/evaluate_last_layer/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../workflow/scripts/evaluate_last_layer.py"
+
+
+rule prune_by_concept:
+    input:
+        closed=f"{DISSECT}/closed_concepts.h5",
+        open=f"{DISSECT}/open_concepts.csv",
+        head=f"{DISSECT}/head.h5",
+        split=f"{DISSECT}/split.csv",
+        start=first_layer_file,
+        weights=model_weights_of,
+        captions=f"{DISSECT}/captions.csv",
+    output:
+        table=report(
+            f"{DISSECT}/pruning.csv",
+            caption="../workflow/report/dissect_pruning.rst",
+            category=DISSECT_REPORT,
+        ),
+        per_class=f"{DISSECT}/pruning_per_class.csv",
+        figure=report(
+            f"{DISSECT}/pruning.png",
+            caption="../workflow/report/dissect_pruning.rst",
+            category=DISSECT_REPORT,
+        ),
+    params:
+        dissect=dissect_setting("pruning", "methods", "label"),
+        layers=dissect_layers_of,
+        model_config=model_config_of,
+        weights=weights_source_of,
+    log:
+        "results/logs/prune_by_concept/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prune_by_concept/{model}/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../workflow/scripts/prune_by_concept.py"
+
+
+rule pos_ablation:
+    input:
+        open=f"{DISSECT}/open_concepts.csv",
+        head=f"{DISSECT}/head.h5",
+        split=f"{DISSECT}/split.csv",
+        start=first_layer_file,
+        weights=model_weights_of,
+        captions=f"{DISSECT}/captions.csv",
+    output:
+        table=report(
+            f"{DISSECT}/pos_ablation.csv",
+            caption="../workflow/report/dissect_pos_ablation.rst",
+            category=DISSECT_REPORT,
+        ),
+        figure=report(
+            f"{DISSECT}/pos_ablation.png",
+            caption="../workflow/report/dissect_pos_ablation.rst",
+            category=DISSECT_REPORT,
+        ),
+    params:
+        dissect=dissect_setting("pos_ablation", "label"),
+        layers=dissect_layers_of,
+        model_config=model_config_of,
+        weights=weights_source_of,
+    log:
+        "results/logs/pos_ablation/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/pos_ablation/{model}/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../workflow/scripts/pos_ablation.py"
+
+
+rule interpretability:
+    input:
+        neurons=neuron_files,
+        captions=f"{DISSECT}/captions.csv",
+    output:
+        table=report(
+            f"{DISSECT}/interpretability.csv",
+            caption="../workflow/report/dissect_interpretability.rst",
+            category=DISSECT_REPORT,
+        ),
+        figure=report(
+            f"{DISSECT}/interpretability.png",
+            caption="../workflow/report/dissect_interpretability.rst",
+            category=DISSECT_REPORT,
+        ),
+    params:
+        dissect=dissect_setting("clustering", "concepts"),
+        layers=dissect_layers_of,
+    log:
+        "results/logs/interpretability/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/interpretability/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    script:
+        "../workflow/scripts/interpretability.py"
