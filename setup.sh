@@ -9,9 +9,10 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
-# System packages: espeak-ng (synthetic speech), libsndfile (audio I/O), and Chromium with its driver
-# (the listening-test page is tested in a headless browser).
-APT_PACKAGES="espeak-ng libsndfile1 chromium chromium-driver"
+# System packages: espeak-ng (synthetic speech), libsndfile (audio I/O), Chromium with its driver
+# (the listening-test page is tested in a headless browser), and SLURM's daemons with munge: tests/test_slurm.py
+# starts a throwaway single-node cluster from them to test profiles/slurm (setup.sh configures and starts nothing).
+APT_PACKAGES="espeak-ng libsndfile1 chromium chromium-driver slurmctld slurmd munge"
 if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
