@@ -40,6 +40,10 @@ def _fill(value, node: dict, root: dict) -> None:
     node = _resolve(node, root)
     if not isinstance(value, dict):
         return
+    for branch in node.get("allOf", []):  # first, so that a kind's own defaults win over the general ones
+        condition = branch.get("if", {}).get("properties", {})
+        if all(value.get(k) == c.get("const") for k, c in condition.items()):
+            _fill(value, branch.get("then", {}), root)
     for key, sub in node.get("properties", {}).items():
         if not isinstance(sub, dict):
             continue
@@ -53,10 +57,6 @@ def _fill(value, node: dict, root: dict) -> None:
         for key in value:
             if key not in node.get("properties", {}):
                 _fill(value[key], extra, root)
-    for branch in node.get("allOf", []):
-        condition = branch.get("if", {}).get("properties", {})
-        if all(value.get(k) == c.get("const") for k, c in condition.items()):
-            _fill(value, branch.get("then", {}), root)
 
 
 def check_references(config: dict, layer_names) -> None:

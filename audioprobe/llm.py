@@ -88,13 +88,9 @@ class CachedLLM:
     @property
     def model_id(self) -> str:
         if self._sha256 is None:
-            import hashlib
+            from audioprobe.io.download import sha256_of
 
-            digest = hashlib.sha256()
-            with open(self.path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-            self._sha256 = digest.hexdigest()
+            self._sha256 = sha256_of(self.path)
         return f"{self.path.name}:{self._sha256}"
 
     def _load(self):

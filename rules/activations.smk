@@ -59,7 +59,13 @@ rule summarise_activations:
     input:
         layer_files_of,
     output:
-        "results/activations/{model}/{dataset}/summary.csv",
+        report(
+            "results/activations/{model}/{dataset}/summary.csv",
+            caption="../workflow/report/activation_summary.rst",
+            category="Foundation: datasets and activations",
+            subcategory="activations of {model} on {dataset}",
+            labels={"output": "summary per layer"},
+        ),
     params:
         layers=layers_of,
     log:

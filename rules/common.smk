@@ -35,11 +35,25 @@ def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+DOWNLOADED_KINDS = ("esc50",)
+
+
 def dataset_root(name):
     entry = config["datasets"][name]
     if entry["kind"] in GENERATED_KINDS:
         return f"results/datasets/{name}/audio"
+    if entry["kind"] in DOWNLOADED_KINDS:
+        return f"resources/datasets/{name}/{entry['kind']}"
     return entry["root"]
+
+
+def esc50_archive(wildcards):
+    entry = config["datasets"][wildcards.dataset]
+    return entry["archive"] or f"resources/datasets/{wildcards.dataset}/ESC-50.zip"
+
+
+def dataset_key(wildcards):
+    return f"datasets.{wildcards.dataset}"
 
 
 def dataset_root_of(wildcards):
@@ -59,7 +73,7 @@ check_folder_datasets()
 def manifest_inputs(wildcards):
     """Generated audio, or every audio file (and label table) of a folder dataset, so edits rerun ingest."""
     entry = config["datasets"][wildcards.dataset]
-    if entry["kind"] in GENERATED_KINDS:
+    if entry["kind"] in GENERATED_KINDS + DOWNLOADED_KINDS:
         return {"audio": dataset_root(wildcards.dataset)}
     root = entry["root"]
     inputs = {"audio": [os.path.join(root, path) for path in audio_files(root)]}
@@ -70,7 +84,7 @@ def manifest_inputs(wildcards):
 
 def clip_audio(wildcards):
     """What extraction reads besides the manifest: generated audio (folder datasets are read in place)."""
-    if config["datasets"][wildcards.dataset]["kind"] in GENERATED_KINDS:
+    if config["datasets"][wildcards.dataset]["kind"] in GENERATED_KINDS + DOWNLOADED_KINDS:
         return dataset_root(wildcards.dataset)
     return []
 

@@ -45,8 +45,20 @@ rule build_manifest:
     input:
         unpack(manifest_inputs),
     output:
-        manifest="results/datasets/{dataset}/manifest.csv",
-        rejected="results/datasets/{dataset}/rejected.csv",
+        manifest=report(
+            "results/datasets/{dataset}/manifest.csv",
+            caption="../workflow/report/dataset_manifest.rst",
+            category="Foundation: datasets and activations",
+            subcategory="dataset {dataset}",
+            labels={"output": "clip manifest"},
+        ),
+        rejected=report(
+            "results/datasets/{dataset}/rejected.csv",
+            caption="../workflow/report/dataset_rejected.rst",
+            category="Foundation: datasets and activations",
+            subcategory="dataset {dataset}",
+            labels={"output": "rejected files"},
+        ),
     params:
         settings=dataset_config,
         root=dataset_root_of,
@@ -61,3 +73,25 @@ rule build_manifest:
         runtime=30,
     script:
         "../workflow/scripts/build_manifest.py"
+
+
+rule download_esc50:
+    output:
+        directory("resources/datasets/{dataset}/esc50"),
+    wildcard_constraints:
+        dataset=one_of(names_of_kind("datasets", "esc50")),
+    params:
+        settings=dataset_config,
+        archive=esc50_archive,
+        config_key=dataset_key,
+    log:
+        "results/logs/download_esc50/{dataset}.log",
+    benchmark:
+        "results/benchmarks/download_esc50/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    script:
+        "../workflow/scripts/download_esc50.py"

@@ -5,7 +5,13 @@ rule latent_split:
     input:
         "results/datasets/{dataset}/manifest.csv",
     output:
-        "results/latent/{model}/{dataset}/split.csv",
+        report(
+            "results/latent/{model}/{dataset}/split.csv",
+            caption="../workflow/report/latent_split.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "split"},
+        ),
     params:
         split=latent_setting("split"),
         factors=latent_setting("factors"),
@@ -49,15 +55,33 @@ checkpoint decode_layers:
         projections=projection_files,
         split="results/latent/{model}/{dataset}/split.csv",
     output:
-        folds="results/latent/{model}/{dataset}/decoding/folds.csv",
+        folds=report(
+            "results/latent/{model}/{dataset}/decoding/folds.csv",
+            caption="../workflow/report/decoding_folds.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: per fold"},
+        ),
         summary=report(
             "results/latent/{model}/{dataset}/decoding/summary.csv",
+            caption="../workflow/report/decoding_summary.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: summary"},
         ),
-        tests="results/latent/{model}/{dataset}/decoding/tests.csv",
+        tests=report(
+            "results/latent/{model}/{dataset}/decoding/tests.csv",
+            caption="../workflow/report/decoding_tests.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: layer tests"},
+        ),
         figure=report(
             "results/latent/{model}/{dataset}/decoding/decoding.png",
+            caption="../workflow/report/decoding_figure.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: figure"},
         ),
     params:
         decode=latent_setting("decode"),

@@ -7,10 +7,19 @@ rule train_flow:
         split="results/latent/{model}/{dataset}/split.csv",
     output:
         checkpoint="results/latent/{model}/{dataset}/flow/flow.pt",
-        curve="results/latent/{model}/{dataset}/flow/curve.csv",
+        curve=report(
+            "results/latent/{model}/{dataset}/flow/curve.csv",
+            caption="../workflow/report/flow_curve_table.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "flow: training curve (table)"},
+        ),
         curve_figure=report(
             "results/latent/{model}/{dataset}/flow/curve.png",
+            caption="../workflow/report/flow_curve.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "flow: training curve"},
         ),
         latents="results/latent/{model}/{dataset}/flow/latents.h5",
         invertibility="results/latent/{model}/{dataset}/flow/invertibility.json",
@@ -39,11 +48,17 @@ rule figure1:
     output:
         figure=report(
             "results/latent/{model}/{dataset}/figure1.png",
+            caption="../workflow/report/figure1.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "figure 1"},
         ),
         check=report(
             "results/latent/{model}/{dataset}/manipulation_check.csv",
+            caption="../workflow/report/manipulation_check.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "figure 1: manipulation check"},
         ),
     params:
         factors=latent_setting("factors"),

@@ -9,7 +9,13 @@ rule dissect_split:
     input:
         "results/datasets/{dataset}/manifest.csv",
     output:
-        f"{DISSECT}/split.csv",
+        report(
+            f"{DISSECT}/split.csv",
+            caption="../workflow/report/dissect_split.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "split"},
+        ),
     params:
         dissect=dissect_setting("label", "split"),
     log:
@@ -80,7 +86,13 @@ rule caption_clips:
         audio=clip_audio,
         split=f"{DISSECT}/split.csv",
     output:
-        f"{DISSECT}/captions.csv",
+        report(
+            f"{DISSECT}/captions.csv",
+            caption="../workflow/report/dissect_captions.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "captions"},
+        ),
     params:
         captions=caption_settings,
         root=dataset_root_of,
@@ -103,7 +115,13 @@ rule summarise_neurons:
         neurons=neuron_files,
         captions=f"{DISSECT}/captions.csv",
     output:
-        f"{DISSECT}/summaries.csv",
+        report(
+            f"{DISSECT}/summaries.csv",
+            caption="../workflow/report/dissect_summaries.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "LLM summaries"},
+        ),
     params:
         llm=llm_setting("summary"),
     log:
@@ -124,7 +142,13 @@ rule calibrate_summaries:
     input:
         f"{DISSECT}/summaries.csv",
     output:
-        f"{DISSECT}/calibrated.csv",
+        report(
+            f"{DISSECT}/calibrated.csv",
+            caption="../workflow/report/dissect_calibrated.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "calibrated summaries"},
+        ),
     params:
         dissect=dissect_setting("calibration", "concepts"),
         pos_model=pos_model,
@@ -149,6 +173,8 @@ rule open_concepts:
             f"{DISSECT}/open_concepts.csv",
             caption="../workflow/report/dissect_open_concepts.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "open concepts"},
         ),
     params:
         dissect=dissect_setting("open_concepts"),
@@ -202,6 +228,8 @@ rule closed_concepts:
             f"{DISSECT}/closed_concepts.csv",
             caption="../workflow/report/dissect_closed_concepts.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "closed concepts"},
         ),
         top=f"{DISSECT}/closed_concepts.h5",
     params:
@@ -224,7 +252,13 @@ rule icl_concepts:
         summaries=f"{DISSECT}/summaries.csv",
         scores=f"{DISSECT}/concept_scores.h5",
     output:
-        f"{DISSECT}/icl.csv",
+        report(
+            f"{DISSECT}/icl.csv",
+            caption="../workflow/report/dissect_icl.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "in-context concepts"},
+        ),
     params:
         dissect=dissect_setting("concepts", "methods"),
         llm=llm_setting("icl"),
@@ -253,11 +287,15 @@ rule evaluate_last_layer:
             f"{DISSECT}/last_layer.csv",
             caption="../workflow/report/dissect_last_layer.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "last layer: table"},
         ),
         figure=report(
             f"{DISSECT}/last_layer.png",
             caption="../workflow/report/dissect_last_layer.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "last layer: figure"},
         ),
     params:
         dissect=dissect_setting("concepts"),
@@ -288,12 +326,22 @@ rule prune_by_concept:
             f"{DISSECT}/pruning.csv",
             caption="../workflow/report/dissect_pruning.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "pruning: table"},
         ),
-        per_class=f"{DISSECT}/pruning_per_class.csv",
+        per_class=report(
+            f"{DISSECT}/pruning_per_class.csv",
+            caption="../workflow/report/dissect_pruning.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "pruning: per class"},
+        ),
         figure=report(
             f"{DISSECT}/pruning.png",
             caption="../workflow/report/dissect_pruning.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "pruning: figure"},
         ),
     params:
         dissect=dissect_setting("pruning", "methods", "label"),
@@ -327,11 +375,15 @@ rule pos_ablation:
             f"{DISSECT}/pos_ablation.csv",
             caption="../workflow/report/dissect_pos_ablation.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "part of speech: table"},
         ),
         figure=report(
             f"{DISSECT}/pos_ablation.png",
             caption="../workflow/report/dissect_pos_ablation.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "part of speech: figure"},
         ),
     params:
         dissect=dissect_setting("pos_ablation", "label"),
@@ -361,11 +413,15 @@ rule interpretability:
             f"{DISSECT}/interpretability.csv",
             caption="../workflow/report/dissect_interpretability.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "interpretability: table"},
         ),
         figure=report(
             f"{DISSECT}/interpretability.png",
             caption="../workflow/report/dissect_interpretability.rst",
             category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "interpretability: figure"},
         ),
     params:
         dissect=dissect_setting("clustering", "concepts"),

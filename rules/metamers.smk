@@ -6,7 +6,13 @@ rule keyword_split:
     input:
         "results/datasets/{dataset}/manifest.csv",
     output:
-        "results/metamers/{dataset}/split.csv",
+        report(
+            "results/metamers/{dataset}/split.csv",
+            caption="../workflow/report/keyword_split.rst",
+            category="Study 2: model metamers",
+            subcategory="keyword networks on {dataset}",
+            labels={"output": "split"},
+        ),
     params:
         split=metamer_setting("split"),
         label=metamer_setting("label"),
@@ -52,7 +58,13 @@ rule train_keyword_model:
         split="results/metamers/{dataset}/split.csv",
     output:
         weights="results/metamers/{dataset}/models/{arch}/weights.weights.h5",
-        history="results/metamers/{dataset}/models/{arch}/history.csv",
+        history=report(
+            "results/metamers/{dataset}/models/{arch}/history.csv",
+            caption="../workflow/report/keyword_history.rst",
+            category="Study 2: model metamers",
+            subcategory="keyword networks on {dataset}",
+            labels={"output": "training history: {arch}"},
+        ),
         evaluation="results/metamers/{dataset}/models/{arch}/evaluation.json",
     params:
         model=keyword_model_settings,
@@ -79,11 +91,17 @@ rule keyword_model_tables:
     output:
         parameters=report(
             "results/metamers/{dataset}/models/parameters.csv",
+            caption="../workflow/report/keyword_parameters.rst",
             category="Study 2: model metamers",
+            subcategory="keyword networks on {dataset}",
+            labels={"output": "parameters"},
         ),
         accuracy=report(
             "results/metamers/{dataset}/models/accuracy.csv",
+            caption="../workflow/report/keyword_accuracy.rst",
             category="Study 2: model metamers",
+            subcategory="keyword networks on {dataset}",
+            labels={"output": "test accuracy"},
         ),
     params:
         architectures=metamer_setting("architectures"),
@@ -132,12 +150,27 @@ rule validate_metamers:
         metamers="results/metamers/{dataset}/{net}/metamers.h5",
         waveforms="results/metamers/{dataset}/waveforms.h5",
     output:
-        validation="results/metamers/{dataset}/{net}/validation.csv",
-        null="results/metamers/{dataset}/{net}/null.csv",
+        validation=report(
+            "results/metamers/{dataset}/{net}/validation.csv",
+            caption="../workflow/report/metamer_validation.rst",
+            category="Study 2: model metamers",
+            subcategory="metamers on {dataset}",
+            labels={"output": "validation: {net}"},
+        ),
+        null=report(
+            "results/metamers/{dataset}/{net}/null.csv",
+            caption="../workflow/report/metamer_null.rst",
+            category="Study 2: model metamers",
+            subcategory="metamers on {dataset}",
+            labels={"output": "null distribution: {net}"},
+        ),
         wavs=directory("results/metamers/{dataset}/{net}/wav"),
         figure=report(
             "results/metamers/{dataset}/{net}/metamers.png",
+            caption="../workflow/report/metamer_figure.rst",
             category="Study 2: model metamers",
+            subcategory="metamers on {dataset}",
+            labels={"output": "metamers: {net}"},
         ),
     params:
         network=metamer_network_settings,
@@ -162,7 +195,10 @@ rule metamer_pass_rates:
     output:
         report(
             "results/metamers/{dataset}/pass_rates.csv",
+            caption="../workflow/report/pass_rates.rst",
             category="Study 2: model metamers",
+            subcategory="metamers on {dataset}",
+            labels={"output": "pass rates"},
         ),
     params:
         networks=metamer_networks_of,
@@ -185,7 +221,14 @@ rule listening_package:
         wavs=metamer_wav_folders,
         waveforms="results/metamers/{dataset}/waveforms.h5",
     output:
-        directory("results/metamers/{dataset}/listening_test"),
+        report(
+            directory("results/metamers/{dataset}/listening_test"),
+            patterns=["{name}.csv"],
+            caption="../workflow/report/listening_trials.rst",
+            category="Study 2: model metamers",
+            subcategory="listening test on {dataset}",
+            labels={"output": "answer key ({name}.csv)"},
+        ),
     params:
         networks=metamer_networks_of,
         listening=metamer_setting("listening"),
@@ -209,15 +252,24 @@ rule listening_analysis:
     output:
         accuracy=report(
             "results/metamers/{dataset}/listening_results/accuracy.csv",
+            caption="../workflow/report/listening_accuracy.rst",
             category="Study 2: model metamers",
+            subcategory="listening test on {dataset}",
+            labels={"output": "accuracy"},
         ),
         comparison=report(
             "results/metamers/{dataset}/listening_results/architectures.csv",
+            caption="../workflow/report/listening_architectures.rst",
             category="Study 2: model metamers",
+            subcategory="listening test on {dataset}",
+            labels={"output": "architectures compared"},
         ),
         confusion=report(
             "results/metamers/{dataset}/listening_results/confusion.png",
+            caption="../workflow/report/listening_confusion.rst",
             category="Study 2: model metamers",
+            subcategory="listening test on {dataset}",
+            labels={"output": "confusion matrices"},
         ),
     params:
         architectures=metamer_setting("architectures"),

@@ -54,14 +54,26 @@ rule transfer_statistics:
     input:
         "results/latent/{model}/{dataset}/transfer/outputs.h5",
     output:
-        distances="results/latent/{model}/{dataset}/transfer/distances.csv",
+        distances=report(
+            "results/latent/{model}/{dataset}/transfer/distances.csv",
+            caption="../workflow/report/transfer_distances.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "transfer: distances"},
+        ),
         statistics=report(
             "results/latent/{model}/{dataset}/transfer/statistics.csv",
+            caption="../workflow/report/transfer_statistics.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "transfer: statistics"},
         ),
         figure=report(
             "results/latent/{model}/{dataset}/transfer/figure2.png",
+            caption="../workflow/report/figure2.rst",
             category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "figure 2"},
         ),
     params:
         transfer=latent_keys("transfer", "distance_space"),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from audioprobe.datasets import manifest, naming
+from audioprobe.datasets import esc50, manifest, naming
 from audioprobe.io.atomic import write_csv
 
 log = logging.getLogger(__name__)
 
-GENERATED_SCHEMES = {"maas-synth": {"scheme": "latentaudio"}, "commands-synth": {"scheme": "speech-commands"}}
+GENERATED_SCHEMES = {"maas-synth": {"scheme": "latentaudio"}, "commands-synth": {"scheme": "speech-commands"},
+                     "esc50": esc50.LABEL_SCHEME}
 
 
 def label_settings(settings: dict) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.dissect import neurons as neuron_ops
-from audioprobe.io.atomic import canonical_json, read_csv, write_csv, write_json
+from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ class Neurons:
             self.bottom = stored.file["bottom"][()]
             self.sampled = stored.file["sampled"][()]
             self.constant = stored.file["constant"][()].astype(bool)
-            names = stored.file["names"][()] if "names" in stored.file else []
-            self.names = [n.decode() if isinstance(n, bytes) else n for n in names]
+            self.names = stored.strings("names") if "names" in stored.file else []
 
 
 def read_neurons(paths) -> dict[str, Neurons]:
@@ -145,8 +144,7 @@ class Head:
     @classmethod
     def load(cls, path):
         with LayerFile(path) as stored:
-            names = [n.decode() if isinstance(n, bytes) else n for n in stored.file["classes"][()]]
-            return cls(stored.file["coef"][()], stored.file["intercept"][()], names)
+            return cls(stored.file["coef"][()], stored.file["intercept"][()], stored.strings("classes"))
 
 
 def fit_head(embedding, labels, settings: dict) -> Head:
@@ -423,7 +421,7 @@ def clap_scores(manifest_path, root, split_path, concepts, clap_path) -> np.ndar
 
 def read_scores(path):
     with LayerFile(path) as stored:
-        concepts = [c.decode() if isinstance(c, bytes) else c for c in stored.file["concepts"][()]]
+        concepts = stored.strings("concepts")
         methods = {name: stored.file[name][()] for name in ("db", "tab") if name in stored.file}
         return concepts, stored.clip_ids, methods, stored.attrs
 
@@ -564,7 +562,7 @@ def pruning_step(inputs, outputs, settings: dict, *, layers, network: PrunedNetw
     from audioprobe.dissect.evaluation import plot_pruning, pruning_effects, pruning_selections
 
     with LayerFile(inputs.closed) as stored:
-        concepts = [c.decode() if isinstance(c, bytes) else c for c in stored.file["concepts"][()]]
+        concepts = stored.strings("concepts")
         tops = {key: stored.file[key][()] for key in _dataset_names(stored.file) if key.count("/") == 2}
     open_table = read_csv(inputs.open)
     selections = pruning_selections(network.head.classes, concepts, tops, open_table, layers, settings)
@@ -618,6 +616,3 @@ def interpretability_step(inputs, outputs, settings: dict, layers) -> None:
     write_csv(outputs.table, table, config=settings)
     plot_interpretability(table, outputs.figure)
 
-
-def config_json(value) -> str:
-    return canonical_json(value)

@@ -5,13 +5,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 
+def stale_parts(target: Path) -> list[Path]:
+    """Temporary files of ``target`` (``.<name>.XXXXXXXX.part``) left behind by a killed writer."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.part")
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return []
+    return [Path(entry.path) for entry in entries
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
+
+
 def temporary_beside(target: Path) -> str:
-    """A new empty file next to ``target``, with the permissions a plain ``open`` would give it."""
+    """A new empty file next to ``target``, with the permissions a plain ``open`` would give it.
+
+    A writer killed outright (SIGKILL, out of memory, power loss) cannot remove its temporary file, so
+    starting a new write of ``target`` first removes the ones left behind: only one job at a time writes
+    a given output (Snakemake's lock sees to that), so none of them can still be in use.
+    """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_parts(target):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     umask = os.umask(0)

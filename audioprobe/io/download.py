@@ -15,6 +15,15 @@ class DownloadError(RuntimeError):
     pass
 
 
+def sha256_of(path) -> str:
+    """The sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download(url: str, path, sha256: str, *, config_key: str, timeout: float = 60.0) -> None:
     log.info("downloading %s", url)
     digest = hashlib.sha256()

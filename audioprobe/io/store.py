@@ -142,14 +142,17 @@ class LayerFile:
     def activations(self) -> h5py.Dataset:
         return self.file["activations"]
 
+    def strings(self, name: str) -> list[str]:
+        """A string dataset as Python strings (h5py returns bytes)."""
+        return [v.decode() if isinstance(v, bytes) else v for v in self.file[name][()]]
+
     @property
     def clip_ids(self) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else v for v in self.file["clip_id"][()]]
+        return self.strings("clip_id")
 
     @property
     def labels(self) -> dict[str, list[str]]:
-        group = self.file["labels"]
-        return {name: [v.decode() if isinstance(v, bytes) else v for v in group[name][()]] for name in group}
+        return {name: self.strings(f"labels/{name}") for name in self.file["labels"]}
 
     @property
     def attrs(self) -> dict:

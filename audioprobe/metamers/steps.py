@@ -110,7 +110,8 @@ def train_keyword_model_step(waveforms_path, split_path, outputs, *, model: dict
         patience=training["patience"], seed=training["seed"], log=log)
     result = fit.evaluate(classifier, reps[masks["test"]], labels[masks["test"]], names)
     fit.save_weights(classifier, outputs.weights)
-    write_csv(outputs.history, history, config={**model, **training})
+    # Epoch times go to the log only: a wall-clock column would make two runs' tables differ.
+    write_csv(outputs.history, history.drop(columns="seconds"), config={**model, **training})
     write_json(outputs.evaluation, {"arch": model["arch"], "test": result, "class_names": names,
                                     "input_shape": list(reps.shape[1:]), "config": {**model, **training}})
     log.info("test accuracy %.3f on %d clips", result["accuracy"], result["n"])

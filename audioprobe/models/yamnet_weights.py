@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audioprobe.io.download import sha256_of
+
 # (kind, stride, filters) for YAMNet's 14 conv layers, from the reference implementation.
 LAYER_DEFS = [("conv", 2, 32), ("separable", 1, 64), ("separable", 2, 128), ("separable", 1, 128),
               ("separable", 2, 256), ("separable", 1, 256), ("separable", 2, 512), ("separable", 1, 512),
@@ -62,14 +64,6 @@ class YamnetWeights:
 def _expect(array, shape, name, source):
     if tuple(array.shape) != shape:
         raise ValueError(f"{source}: {name} kernel has shape {tuple(array.shape)}, expected {shape}")
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_weights(source: str) -> YamnetWeights:
