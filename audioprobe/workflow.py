@@ -32,3 +32,12 @@ def setup(snakemake) -> logging.Logger:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
+
+
+def pruned_network(snakemake):
+    """The frozen network and its head on held-out clips, for the two pruning rules (same inputs and params)."""
+    from audioprobe.dissect.steps import load_pruned_network
+
+    return load_pruned_network(snakemake.input, label=snakemake.params.dissect["label"],
+                               model_name=snakemake.wildcards.model, model_config=snakemake.params.model_config,
+                               weights=snakemake.params.weights, threads=snakemake.threads)

@@ -80,7 +80,6 @@ def plot_last_layer(table: pd.DataFrame, path) -> None:
     axis.set_title("Last-layer dissection", fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
 
 
 # --- pruning by concept ---------------------------------------------------------------------------------------
@@ -165,7 +164,6 @@ def plot_pruning(summary: pd.DataFrame, path) -> None:
     axis.set_title("Pruning neurons by concept (held-out clips)", fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
 
 
 # --- ablation by part of speech -------------------------------------------------------------------------------
@@ -218,7 +216,6 @@ def plot_pos_ablation(table: pd.DataFrame, path) -> None:
     axis.set_title("Pruning by part of speech of the summaries", fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
 
 
 # --- interpretability by caption clusters -----------------------------------------------------------------
@@ -277,4 +274,3 @@ def plot_interpretability(table: pd.DataFrame, path) -> None:
     axis.set_title("Neurons whose top clips share no caption cluster", fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
-    plt.close(figure)
