@@ -115,13 +115,14 @@ rule summarise_neurons:
         neurons=neuron_files,
         captions=f"{DISSECT}/captions.csv",
     output:
-        report(
+        table=report(
             f"{DISSECT}/summaries.csv",
             caption="../workflow/report/dissect_summaries.rst",
             category=DISSECT_REPORT,
             subcategory="{model} on {dataset}",
             labels={"output": "LLM summaries"},
         ),
+        stats=f"{DISSECT}/summaries.llm.json",
     params:
         llm=llm_setting("summary"),
     log:
@@ -279,6 +280,7 @@ rule icl_concepts:
 rule evaluate_last_layer:
     input:
         closed=f"{DISSECT}/closed_concepts.csv",
+        top=f"{DISSECT}/closed_concepts.h5",
         icl=f"{DISSECT}/icl.csv",
         head=f"{DISSECT}/head.h5",
         captions=f"{DISSECT}/captions.csv",

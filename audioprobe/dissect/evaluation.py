@@ -21,34 +21,38 @@ def _key(name: str) -> str:
     return concept_text(str(name)).strip().lower()
 
 
-def last_layer_accuracy(closed: pd.DataFrame, icl: pd.DataFrame, classes: list[str], encoder) -> pd.DataFrame:
+def last_layer_accuracy(closed: pd.DataFrame, icl: pd.DataFrame, classes: list[str], concepts: list[str],
+                        encoder) -> pd.DataFrame:
     """Per method and similarity function: top-1 and top-5 accuracy of the head neurons' concepts against
     their classes, and the mean sentence-embedding cosine of the top-1 concept and the class name.
 
-    Output neurons whose class is not in the concept set are left out and counted in ``skipped``."""
+    Output neurons whose class is not in the concept set cannot be named correctly: they are left out and
+    counted in ``not_in_concepts``; neurons without a prediction (constant ones) are counted in ``skipped``."""
+    known = {_key(c) for c in concepts}
+    missing = [name for name in classes if _key(name) not in known]
+    if missing:
+        log.warning("classes missing from the concept set (their output neurons are left out): %s",
+                    ", ".join(missing))
     head = closed[closed["layer"] == HEAD]
-    concepts = {_key(c) for c in head[[f"top{i}" for i in range(1, 6)]].to_numpy().ravel() if isinstance(c, str)}
     rows = []
     for (method, function), group in head.groupby(["method", "function"], sort=True):
         predictions = [[_name(row[f"top{i}"]) for i in range(1, 6)] for _, row in group.iterrows()]
-        rows.append(_accuracy_row(method, function, group["class"].tolist(), predictions, encoder))
+        rows.append(_accuracy_row(method, function, group["class"].tolist(), predictions, known, encoder))
     if len(icl):
         head_icl = icl[icl["layer"] == HEAD].sort_values("neuron")
         predictions = [[_name(concept)] for concept in head_icl["concept"]]
-        rows.append(_accuracy_row("icl", "llm", [classes[n] for n in head_icl["neuron"]], predictions, encoder))
-    table = pd.DataFrame(rows)
-    missing = [name for name in classes if _key(name) not in concepts] if len(head) else []
-    if missing:
-        log.warning("classes missing from the concept set (left out): %s", ", ".join(missing))
-    return table
+        rows.append(_accuracy_row("icl", "llm", [classes[n] for n in head_icl["neuron"]], predictions, known,
+                                  encoder))
+    return pd.DataFrame(rows)
 
 
 def _name(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _accuracy_row(method, function, truths, predictions, encoder) -> dict:
-    kept = [(truth, top) for truth, top in zip(truths, predictions) if top and top[0]]
+def _accuracy_row(method, function, truths, predictions, known: set, encoder) -> dict:
+    named = [(truth, top) for truth, top in zip(truths, predictions) if _key(truth) in known]
+    kept = [(truth, top) for truth, top in named if top and top[0]]
     top1 = [_key(top[0]) == _key(truth) for truth, top in kept]
     top5 = [_key(truth) in {_key(p) for p in top[:5]} for truth, top in kept]
     if kept:
@@ -57,7 +61,8 @@ def _accuracy_row(method, function, truths, predictions, encoder) -> dict:
         cosine = float(np.mean(np.sum(first * truth, axis=1)))
     else:
         cosine = float("nan")
-    return {"method": method, "function": function, "neurons": len(kept), "skipped": len(truths) - len(kept),
+    return {"method": method, "function": function, "neurons": len(kept), "skipped": len(named) - len(kept),
+            "not_in_concepts": len(truths) - len(named),
             "top1_accuracy": float(np.mean(top1)) if kept else float("nan"),
             "top5_accuracy": float(np.mean(top5)) if kept and function != "llm" else float("nan"),
             "cosine": cosine}

@@ -114,7 +114,7 @@ def _rank_reorder(A, P, constant, top_fraction, p, scale_p, permutations, seed, 
     `permutations` is a count of random permutations (numpy Generator seeded with `seed`) or an explicit
     int array [K, n] of index permutations used for every neuron.
     """
-    n = max(1, int(np.floor(top_fraction * A.shape[0])))
+    n = top_count(top_fraction, A.shape[0])
     top = _top_inputs(A, n)                                       # [n, U]
     a_up = np.take_along_axis(A, top, axis=0)[::-1].T             # [U, n], ascending
     baseline = _permutation_baseline(a_up, _permutation_indices(permutations, seed, *a_up.shape), p)
@@ -122,6 +122,11 @@ def _rank_reorder(A, P, constant, top_fraction, p, scale_p, permutations, seed, 
     for u in np.flatnonzero(~constant & (baseline > 0)):
         scores[u] = _rank_reorder_neuron(a_up[u], P[top[:, u]], baseline[u], p, scale_p, min_mean_score)
     return scores
+
+
+def top_count(top_fraction: float, inputs: int) -> int:
+    """max(1, floor(top_fraction * inputs)), where a fraction such as 5 / 77 gives 5 despite rounding."""
+    return max(1, int(np.floor(top_fraction * inputs + 1e-9)))
 
 
 def _rank_reorder_neuron(a_up, c, baseline, p, scale_p, min_mean_score):

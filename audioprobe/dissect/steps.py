@@ -258,7 +258,7 @@ def bullet_list(captions) -> str:
     return "\n".join(f"- {caption.strip()}" for caption in captions)
 
 
-def summaries_step(neuron_paths, captions_path, out_path, settings: dict) -> None:
+def summaries_step(neuron_paths, captions_path, out_path, stats_path, settings: dict) -> None:
     captions, _ = captions_of(captions_path)
     llm = cached_llm(settings)
     rows = []
@@ -284,7 +284,7 @@ def summaries_step(neuron_paths, captions_path, out_path, settings: dict) -> Non
     log.info("LLM: %s", stats)
     write_csv(out_path, pd.DataFrame(rows), config={**settings, **captioner_columns(captions_path),
                                                     "llm_model": llm.model_id})
-    write_json(Path(out_path).with_suffix(".llm.json"), stats)
+    write_json(stats_path, stats)
 
 
 def text_models(settings: dict):
@@ -434,20 +434,26 @@ def closed_concepts_step(inputs, outputs, settings: dict) -> None:
     summarised = read_csv(inputs.summaries)[["layer", "neuron"]]
     summarised = set(zip(summarised["layer"], summarised["neuron"]))
     columns = {"captioner": attrs["captioner"], "text_encoder": attrs["text_encoder"]}
+    listed = settings["similarity"]["functions"]
+    # Pruning reads its own function's top concepts, which need not be among the listed ones.
+    for_pruning = {"db": settings["pruning"]["db_function"], "tab": settings["pruning"]["tab_function"]}
     rows, arrays = [], {}
     for layer, stored in read_neurons(inputs.neurons).items():
         order = rows_of(score_ids, stored.clip_ids, inputs.scores)
         for method, scores in methods.items():
-            for function in settings["similarity"]["functions"]:
+            functions = list(dict.fromkeys([*listed, for_pruning[method]]))
+            for function in functions:
                 params = similarity_params(function, len(order))
                 top = top_concepts(similarity(function, stored.values, scale * scores[order], **params),
                                    min(5, len(concepts)))
                 arrays[f"{layer}/{method}/{function}"] = top
+                if function not in listed:
+                    continue
                 for neuron in range(top.shape[0]):
                     if layer == HEAD or (layer, neuron) in summarised:
                         rows.append(_closed_row(layer, neuron, method, function, top[neuron], concepts, stored,
                                                 columns))
-            log.info("%s: %s scored with %s", layer, method, ", ".join(settings["similarity"]["functions"]))
+            log.info("%s: %s scored with %s", layer, method, ", ".join(functions))
     arrays["concepts"] = np.asarray(concepts, dtype=object)
     write_arrays(outputs.top, arrays, attrs={"config": settings})
     write_csv(outputs.table, pd.DataFrame(rows), config={**settings, **columns})
@@ -511,7 +517,9 @@ def last_layer_step(inputs, outputs, settings: dict) -> None:
     closed = read_csv(inputs.closed)
     head = Head.load(inputs.head)
     icl = read_csv(inputs.icl)
-    table = last_layer_accuracy(closed, icl, head.classes, sentence_encoder(settings))
+    with LayerFile(inputs.top) as stored:
+        concepts = stored.strings("concepts")
+    table = last_layer_accuracy(closed, icl, head.classes, concepts, sentence_encoder(settings))
     for key, value in captioner_columns(inputs.captions).items():
         table[key] = value
     write_csv(outputs.table, table, config=settings)

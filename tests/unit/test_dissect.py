@@ -148,11 +148,26 @@ def test_last_layer_accuracy_counts_top1_top5_and_cosine_and_skips_unnamed_neuro
                      **{f"top{i}": t for i, t in enumerate(tops, 1)}})
     closed = pd.DataFrame(rows)
     icl = pd.DataFrame({"layer": ["head"] * 3, "neuron": [0, 1, 2], "concept": ["cat", "rain", "sea_waves"]})
-    table = last_layer_accuracy(closed, icl, ["dog", "rain", "sea_waves"], WordVectors()).set_index("method")
+    table = last_layer_accuracy(closed, icl, ["dog", "rain", "sea_waves"], ["dog", "rain", "sea waves", "cat"],
+                                WordVectors()).set_index("method")
     assert table.loc["db", "neurons"] == 2 and table.loc["db", "skipped"] == 1
+    assert (table["not_in_concepts"] == 0).all()
     assert table.loc["db", "top1_accuracy"] == 0.5 and table.loc["db", "top5_accuracy"] == 1.0
     assert table.loc["db", "cosine"] == 0.5  # dog-dog 1, sea waves-rain 0
     assert table.loc["icl", "top1_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_output_neurons_of_classes_missing_from_the_concept_set_are_left_out_and_counted(caplog):
+    closed = pd.DataFrame([{"layer": "head", "neuron": n, "class": cls, "method": "db", "function": "cos",
+                            "top1": top, **{f"top{i}": "" for i in range(2, 6)}}
+                           for n, cls, top in [(0, "dog", "dog"), (1, "rain", "dog"), (2, "cat", "cat")]])
+    icl = pd.DataFrame({"layer": ["head"] * 3, "neuron": [0, 1, 2], "concept": ["dog", "dog", "dog"]})
+    table = last_layer_accuracy(closed, icl, ["dog", "rain", "cat"], ["dog", "cat"], WordVectors())
+    table = table.set_index("method")
+    # rain cannot be named: without it db is right on both dog and cat, and icl on dog only.
+    assert table.loc["db", "not_in_concepts"] == 1 and table.loc["db", "neurons"] == 2
+    assert table.loc["db", "top1_accuracy"] == 1.0 and table.loc["icl", "top1_accuracy"] == 0.5
+    assert "classes missing from the concept set" in caplog.text and "rain" in caplog.text
 
 
 def test_a_neuron_is_uninterpretable_when_no_cluster_holds_enough_of_its_top_clips():

@@ -161,6 +161,14 @@ def test_rank_reorder_keeps_at_least_one_input_and_gives_nan_when_there_is_no_or
     assert np.isfinite(similarity("rank_reorder", A, P, top_fraction=0.5)).all()
 
 
+@pytest.mark.parametrize("clips", [20, 36, 77, 99, 100, 101, 123])
+def test_the_dissection_keeps_at_least_five_rank_reorder_inputs_on_small_probe_sets(clips):
+    from audioprobe.dissect.steps import similarity_params
+
+    fraction = similarity_params("rank_reorder", clips)["top_fraction"]
+    assert sim.top_count(fraction, clips) == max(5, math.floor(0.05 * clips))
+
+
 # ---------------------------------------------------------------------------------- planted concepts
 
 

@@ -4,4 +4,5 @@ from audioprobe.dissect.steps import summaries_step
 from audioprobe.workflow import setup
 
 setup(snakemake)
-summaries_step(snakemake.input.neurons, snakemake.input.captions, snakemake.output[0], snakemake.params.llm)
+summaries_step(snakemake.input.neurons, snakemake.input.captions, snakemake.output.table,
+               snakemake.output.stats, snakemake.params.llm)
