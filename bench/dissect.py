@@ -101,7 +101,10 @@ def calls(stats: dict) -> dict:
 def reruns(run: Path, model: str, dataset: str, threshold: float) -> dict:
     targets = [f"results/dissect/{model}/{dataset}/{name}" for name in
                ("last_layer.csv", "pruning.csv", "pos_ablation.csv", "interpretability.csv")]
-    snakemake(run, "-R", *LLM_RULES, "--", *targets)
+    # -f on the LLM steps' own outputs: with -R, Snakemake drops the jobs after the summaries once these come
+    # out unchanged, and the adjective filter and ICL would not be measured.
+    base = f"results/dissect/{model}/{dataset}"
+    snakemake(run, "-f", *(f"{base}/{name}" for name in ("summaries.csv", "open_concepts.csv", "icl.csv")))
     forced = calls(llm_stats(run, model, dataset))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump({"dissect": {"calibration": {"threshold": threshold}}}, handle)

@@ -273,7 +273,7 @@ def test_the_report_is_one_self_contained_file_with_every_declared_table_and_fig
         assert base64.b64decode(payload) == (tiny_run / path).read_bytes(), f"{path}: the report holds other bytes"
     categories = embedded(html, "categories")
     assert "Other" not in categories and {"Foundation: datasets and activations", "Study 1: latent disentanglement",
-                                          "Study 2: model metamers"} <= set(categories)
+                                          "Study 2: model metamers", "Study 3: network dissection"} <= set(categories)
     # Every table and figure the run made is in the report, unless NOT_IN_REPORT says why not.
     unchecked = [name for file_name in UNCHECKED_RULE_FILES for name in rules_of(file_name)]
     undeclared = sorted(path for path, rule in made.items() if path.endswith(TABLE_AND_FIGURE_SUFFIXES)

@@ -377,8 +377,10 @@ def save_flow(path, flow: Transform, settings: dict) -> None:
     except RuntimeError as error:
         raise ValueError(f"settings {_architecture(settings)} do not describe this flow; pass the arguments it "
                          f"was built with ({error})") from error
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "settings": settings}, tmp)
+    # Through a file object: given a path, torch.save names the archive's inner folder after the (random)
+    # temporary file name, and two identical flows would be written as different bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save({"state_dict": state, "settings": settings}, handle)
 
 
 def load_flow(path) -> tuple[Transform, dict]:

@@ -274,6 +274,15 @@ def test_a_saved_flow_loads_with_weights_only_and_gives_identical_outputs(tmp_pa
     np.testing.assert_array_equal(F.inverse(loaded, z), F.inverse(flow, z))
 
 
+def test_the_same_flow_saved_twice_gives_the_same_bytes(tmp_path, trained):
+    settings = {"dim": DIM, "n_factors": 2, "seed": 1,
+                **{key: SETTINGS[key] for key in ("stages", "hidden", "householder", "sigma")}}
+    first, second = tmp_path / "a" / "flow.pt", tmp_path / "b" / "flow.pt"
+    for path in (first, second):
+        F.save_flow(path, trained[0], settings)
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_save_refuses_settings_that_would_not_load(tmp_path, trained):
     flow = trained[0]
     good = {"dim": DIM, "n_factors": 2, "seed": 1, "stages": 2, "hidden": 32, "householder": 8}
