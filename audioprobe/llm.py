@@ -33,8 +33,17 @@ def load(path, *, seed: int = 0, context: int = 2048, threads: int | None = None
                            "path in the config, or leave the path unset to use the packaged Gemma 3 270M")
     from llama_cpp import Llama
 
-    return Llama(model_path=str(path), seed=seed, n_ctx=context, n_threads=threads or os.cpu_count(),
+    return Llama(model_path=str(path), seed=seed, n_ctx=context, n_threads=threads or usable_cpus(),
                  chat_format=chat_format, verbose=False)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on. On a cluster node that is the job's allocation (SLURM pins the job to
+    it), not the node's core count: llama.cpp's threads spin, and more threads than CPUs slow it many times."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def chat(model, system: str, user: str, *, max_tokens: int = 128) -> str:
