@@ -191,7 +191,8 @@ def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, y
                            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
                            "--slurm-keep-successful-logs", weights=yamnet_tflite, env=slurm.env)
     finally:
-        assert local_run.wait(timeout=2400) == 0, Path(f"{local}.log").read_text()[-4000:]
+        local_exit = local_run.wait(timeout=2400)
+    assert local_exit == 0, Path(f"{local}.log").read_text()[-4000:]
 
     # Every job went through sbatch: snakemake names the SLURM job ids, each has its SLURM log, and slurmctld
     # accepted and completed each one, in the partition and with the CPUs, memory and time the profile asks.
