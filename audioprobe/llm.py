@@ -38,12 +38,15 @@ def load(path, *, seed: int = 0, context: int = 2048, threads: int | None = None
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on. On a cluster node that is the job's allocation (SLURM pins the job to
-    it), not the node's core count: llama.cpp's threads spin, and more threads than CPUs slow it many times."""
+    """The CPUs this job may use: those it is pinned to, and no more than SLURM allocated (a site without CPU
+    binding leaves a job free to run on every core of the node). llama.cpp's threads spin, so more threads
+    than CPUs slow it many times."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cpus, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cpus
 
 
 def chat(model, system: str, user: str, *, max_tokens: int = 128) -> str:

@@ -4,7 +4,8 @@ seconds and largest peak memory, and the disk each results folder takes.
     .venv/bin/python bench/stages.py --run 1x=. [--run 10x=/tmp/run-10x ...] [--out bench/out/stages.json]
 
 Job seconds are summed over a rule's jobs, not elapsed time: with --cores 2 two jobs can overlap, and the
-figures include whatever else the machine was running (see each job's mean_load in the JSON).
+figures include whatever else the machine was running (see each job's mean_load and cpu_seconds in the
+JSON).
 """
 
 from __future__ import annotations
@@ -28,14 +29,25 @@ def parse_args(argv=None):
 
 
 def rule_costs(run: Path) -> dict:
+    """Per rule: jobs, summed seconds, largest peak RSS, and each job's mean load and CPU seconds. Snakemake
+    writes NA for what it could not sample (a job shorter than its first sample): those are left out."""
     costs = {}
-    for rule_dir in sorted((run / "results/benchmarks").iterdir()):
-        rows = [pd.read_csv(path, sep="\t").iloc[0] for path in sorted(rule_dir.rglob("*.tsv"))]
-        if rows:
-            costs[rule_dir.name] = {"jobs": len(rows), "seconds": round(sum(float(r["s"]) for r in rows), 1),
-                                    "max_rss_mb": round(max(float(r["max_rss"]) for r in rows)),
-                                    "mean_load": round(sum(float(r["mean_load"]) for r in rows) / len(rows), 2)}
+    for rule_dir in sorted(p for p in (run / "results/benchmarks").iterdir() if p.is_dir()):
+        paths = sorted(rule_dir.rglob("*.tsv"))
+        if not paths:
+            continue
+        rows = pd.concat([pd.read_csv(path, sep="\t").iloc[:1] for path in paths], ignore_index=True)
+        numbers = {column: pd.to_numeric(rows[column], errors="coerce")
+                   for column in ("s", "max_rss", "mean_load", "cpu_time")}
+        rss = numbers["max_rss"].max()
+        costs[rule_dir.name] = {"jobs": len(rows), "seconds": round(float(numbers["s"].sum()), 1),
+                                "max_rss_mb": None if pd.isna(rss) else round(float(rss)),
+                                "mean_load": _listed(numbers["mean_load"]), "cpu_seconds": _listed(numbers["cpu_time"])}
     return costs
+
+
+def _listed(values) -> list:
+    return [None if pd.isna(value) else round(float(value), 2) for value in values]
 
 
 def disk_mb(run: Path) -> dict:
@@ -56,7 +68,7 @@ def markdown(records: dict) -> str:
         cells = []
         for name in names:
             cost = records[name]["rules"].get(rule)
-            cells.append(f"{cost['jobs']}, {cost['seconds']:g}, {cost['max_rss_mb']}" if cost else "–")
+            cells.append(f"{cost['jobs']}, {cost['seconds']:g}, {cost['max_rss_mb'] or 'NA'}" if cost else "–")
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
     for folder in FOLDERS:
         lines.append(f"| disk: results/{folder} (MB) | "

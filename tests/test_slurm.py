@@ -122,9 +122,9 @@ def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
 
 def start_local_run(workdir, weights) -> subprocess.Popen:
     """The local reference run, in the background: the SLURM run mostly waits on its scheduler."""
-    log = open(f"{workdir}.log", "w")
-    return subprocess.Popen(snakemake_command(workdir, "--cores", "2", weights=weights), stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"})
+    with open(f"{workdir}.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen(snakemake_command(workdir, "--cores", "2", weights=weights), stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"})
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
@@ -190,8 +190,11 @@ def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, y
                            # This cluster has no accounting database, so no sacct: status comes from squeue.
                            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
                            "--slurm-keep-successful-logs", weights=yamnet_tflite, env=slurm.env)
-    finally:
         local_exit = local_run.wait(timeout=2400)
+    finally:
+        if local_run.poll() is None:  # the SLURM run failed or the local one hangs: do not leave it running
+            local_run.kill()
+            local_run.wait()
     assert local_exit == 0, Path(f"{local}.log").read_text()[-4000:]
 
     # Every job went through sbatch: snakemake names the SLURM job ids, each has its SLURM log, and slurmctld

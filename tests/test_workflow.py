@@ -146,6 +146,7 @@ def test_study3_outputs(tiny_run):
     assert set(zip(last["method"], last["function"])) == {
         *(("db", f) for f in ("cos", "cos3", "rank_reorder", "wpmi", "soft_wpmi")), ("icl", "llm")}
     assert (last["neurons"] + last["skipped"] == 2).all() and last["top1_accuracy"].between(0, 1).all()
+    assert (last["not_in_concepts"] == 0).all()  # the concepts are every label value, classes included
     assert (last["captioner"] == "tags(yamnet)").all() and last["captioner_is_target"].all()
     closed = read_csv(base / "closed_concepts.csv")
     varying = closed[~closed["constant"]]

@@ -25,14 +25,3 @@ def test_a_missing_gguf_says_what_to_do(tmp_path):
     with pytest.raises(llm.MissingModel, match="set its path in the config"):
         llm.load(tmp_path / "llama-2-13b-chat.Q4_K_M.gguf")
 
-
-def test_threads_default_to_the_cpus_the_process_is_pinned_to():
-    import os
-
-    allowed = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, {min(allowed)})
-        assert llm.usable_cpus() == 1
-    finally:
-        os.sched_setaffinity(0, allowed)
-    assert llm.usable_cpus() == len(allowed)
