@@ -20,6 +20,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.slurm.cluster import LocalSlurm, missing_programs
+from tests.test_workflow import job_counts
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -112,14 +113,6 @@ def snakemake(workdir, *flags, weights, env=None, timeout=2400):
     return result.stdout + result.stderr
 
 
-def scheduled_jobs(dry_run_output: str) -> dict[str, int]:
-    """Rule -> job count from a dry run's job stats, without the local target rule ``all``."""
-    table = dry_run_output.split("Job stats:", 1)[1].split("total", 1)[0]
-    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-    jobs.pop("all", None)
-    return jobs
-
-
 def start_local_run(workdir, weights) -> subprocess.Popen:
     """The local reference run, in the background: the SLURM run mostly waits on its scheduler."""
     with open(f"{workdir}.log", "w") as log:  # the child keeps its own copy of the file descriptor
@@ -181,7 +174,8 @@ def test_the_profile_maps_only_rules_of_the_workflow_to_partitions(tmp_path, yam
 
 def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, yamnet_tflite):
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"
-    expected_jobs = scheduled_jobs(snakemake(on_slurm, "-n", weights=yamnet_tflite))
+    expected_jobs = job_counts(snakemake(on_slurm, "-n", weights=yamnet_tflite))
+    expected_jobs.pop("all")  # the target rule runs in snakemake itself, not as a SLURM job
     assert {"extract_activations_yamnet", "train_flow", "synthesise_metamers", "summarise_neurons",
             "prune_by_concept"} <= set(expected_jobs)
     local_run = start_local_run(local, yamnet_tflite)

@@ -40,7 +40,11 @@ def snakemake(workdir, *flags, weights, config=None, check=True):
 
 def scheduled(result) -> dict[str, int]:
     """Rule -> job count from a dry run's job stats table."""
-    text = result.stdout + result.stderr
+    return job_counts(result.stdout + result.stderr)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rule -> job count from the job stats table in snakemake's output."""
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1].split("total", 1)[0]

@@ -24,4 +24,3 @@ def test_generation_runs_and_is_greedy(gemma):
 def test_a_missing_gguf_says_what_to_do(tmp_path):
     with pytest.raises(llm.MissingModel, match="set its path in the config"):
         llm.load(tmp_path / "llama-2-13b-chat.Q4_K_M.gguf")
-
