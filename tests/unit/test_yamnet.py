@@ -37,21 +37,36 @@ def real_clips():
     return np.stack(clips)
 
 
-def interpreter_layers(path, clip):
-    """Every conv layer's output and the 521 scores, straight from the TFLite interpreter."""
-    interpreter = tf.lite.Interpreter(
-        model_path=str(path), experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+REFERENCE_KERNELS = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+DEFAULT_DELEGATE = tf.lite.experimental.OpResolverType.AUTO  # XNNPACK, as tf.lite.Interpreter runs by default
+
+
+def interpreter(path, resolver, clip):
+    """The TFLite interpreter with the given op resolver, run on one clip."""
+    interpreter = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=resolver == REFERENCE_KERNELS,
+                                      experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], clip[None].astype(np.float32))
     interpreter.invoke()
-    ops = interpreter._get_ops_details()
-    pointwise = [int(op["outputs"][0]) for op in ops if op["op_name"] == "CONV_2D"]
-    scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    return [interpreter.get_tensor(i)[0] for i in pointwise], scores[0]
+    return interpreter
 
 
-def test_every_layer_and_score_matches_the_tflite_interpreter(yamnet_tflite, tflite_model, real_clips):
+def scores_of(run):
+    return run.get_tensor(run.get_output_details()[0]["index"])[0]
+
+
+def interpreter_scores(path, clip, resolver=REFERENCE_KERNELS):
+    return scores_of(interpreter(path, resolver, clip))
+
+
+def interpreter_layers(path, clip):
+    """Every conv layer's output and the 521 scores, straight from the interpreter's reference kernels."""
+    run = interpreter(path, REFERENCE_KERNELS, clip)
+    pointwise = [int(op["outputs"][0]) for op in run._get_ops_details() if op["op_name"] == "CONV_2D"]
+    return [run.get_tensor(i)[0] for i in pointwise], scores_of(run)
+
+
+def test_every_layer_and_score_matches_the_interpreters_reference_kernels(yamnet_tflite, tflite_model, real_clips):
     ours = tflite_model.activations(real_clips, LAYERS)
     scores = tflite_model.forward_from("layer14", ours["layer14"])["scores"]
     for index, clip in enumerate(real_clips):
@@ -60,9 +75,29 @@ def test_every_layer_and_score_matches_the_tflite_interpreter(yamnet_tflite, tfl
         for layer, reference in zip(LAYERS, reference_layers):
             ours_layer = ours[layer][index, 0]
             assert ours_layer.shape == reference.shape
-            scale = np.abs(reference).max()
-            assert np.abs(ours_layer - reference).max() <= 1e-4 * scale, (index, layer)
-        assert np.abs(scores[index, 0] - reference_scores).max() <= 1e-4
+            np.testing.assert_array_equal(ours_layer, reference, err_msg=f"clip {index}, {layer}")
+        assert np.abs(scores[index, 0] - reference_scores).max() <= 1e-10
+
+
+def test_tflite_numerics_reproduce_the_reference_kernels_not_the_default_xnnpack_delegate(yamnet_tflite, tflite_model):
+    """``numerics: tflite`` follows the interpreter's reference kernels. The interpreter as people run it by
+    default applies the XNNPACK delegate, which quantises differently: on 20 ESC-10 clips its scores move
+    by up to about 1 and its top class changes for about a third of the clips. This test documents that."""
+    import pandas as pd
+
+    root = shared_path("data", "esc10")
+    meta = pd.read_csv(root / "meta.csv").groupby("category").head(2)
+    clips = np.stack([audio.fit_length(audio.load_checked(root / p, 16000, start=0.5), 15600) for p in meta["path"]])
+    ours = tflite_model.forward_from("layer14", tflite_model.activations(clips, ["layer14"])["layer14"])["scores"][:, 0]
+    reference = np.stack([interpreter_scores(yamnet_tflite, clip) for clip in clips])
+    xnnpack = np.stack([interpreter_scores(yamnet_tflite, clip, DEFAULT_DELEGATE) for clip in clips])
+    xnnpack_gap = np.abs(xnnpack - reference).max()
+    top_class_changes = int((xnnpack.argmax(1) != reference.argmax(1)).sum())
+    print(f"XNNPACK vs reference kernels on {len(clips)} clips: max score difference {xnnpack_gap:.3f}, "
+          f"top class differs for {top_class_changes}")
+    assert np.abs(ours - reference).max() <= 1e-4
+    assert (ours.argmax(1) == reference.argmax(1)).all()
+    assert xnnpack_gap > 0.1 and top_class_changes >= 1
 
 
 # AudioSet classes that count as a right answer for each ESC-10 category (top-5).
