@@ -250,7 +250,7 @@ rule closed_concepts:
 
 rule icl_concepts:
     input:
-        summaries=f"{DISSECT}/summaries.csv",
+        summaries=icl_summaries,
         scores=f"{DISSECT}/concept_scores.h5",
     output:
         report(
@@ -261,7 +261,7 @@ rule icl_concepts:
             labels={"output": "in-context concepts"},
         ),
     params:
-        dissect=dissect_setting("concepts", "methods"),
+        dissect=dissect_setting("concepts", "methods", "icl"),
         llm=llm_setting("icl"),
     log:
         "results/logs/icl_concepts/{model}/{dataset}.log",

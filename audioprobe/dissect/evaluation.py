@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ def _key(name: str) -> str:
 def last_layer_accuracy(closed: pd.DataFrame, icl: pd.DataFrame, classes: list[str], concepts: list[str],
                         encoder) -> pd.DataFrame:
     """Per method and similarity function: top-1 and top-5 accuracy of the head neurons' concepts against
-    their classes, and the mean sentence-embedding cosine of the top-1 concept and the class name.
+    their classes, their chance levels, and the mean sentence-embedding cosine of the top-1 concept and the
+    class name.
 
     Output neurons whose class is not in the concept set cannot be named correctly: they are left out and
     counted in ``not_in_concepts``; neurons without a prediction (constant ones) are counted in ``skipped``."""
@@ -43,7 +45,11 @@ def last_layer_accuracy(closed: pd.DataFrame, icl: pd.DataFrame, classes: list[s
         predictions = [[_name(concept)] for concept in head_icl["concept"]]
         rows.append(_accuracy_row("icl", "llm", [classes[n] for n in head_icl["neuron"]], predictions, known,
                                   encoder))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["method", "function"])
+    # Chance: a uniform guess names the class with probability k / M among M concepts (top-5 of 10 is 0.5).
+    table["top1_chance"] = 1 / len(concepts)
+    table["top5_chance"] = np.where(table["function"] == "llm", np.nan, min(5, len(concepts)) / len(concepts))
+    return table
 
 
 def _name(value) -> str:
@@ -94,35 +100,84 @@ def _words(text) -> set[str]:
     return set(re.findall(r"[a-z]+", str(text).lower())) if isinstance(text, str) else set()
 
 
+CONCEPT_STRATEGIES = ("db", "tab", "ocp")
+
+
+def candidate_pool(open_table: pd.DataFrame, layers, units: dict | None = None) -> list[tuple[str, int]]:
+    """The neurons every pruning strategy chooses from, sorted: the summarised neurons of the pruned layers,
+    or, given ``units`` ({layer: neuron count}), every neuron of those layers.
+
+    OCP can only prune a neuron that has a summary, so by default DB, TAB and the random baselines are
+    restricted to the same neurons (the paper summarised every neuron; ``dissect.neurons.per_layer: all``
+    does too)."""
+    if units is not None:
+        return [(layer, n) for layer in layers for n in range(units[layer])]
+    rows = open_table[open_table["layer"].isin(list(layers))]
+    return sorted({(str(layer), int(neuron)) for layer, neuron in zip(rows["layer"], rows["neuron"])})
+
+
 def pruning_selections(classes, concepts, tops: dict, open_table: pd.DataFrame, layers, settings: dict) -> dict:
     """{(strategy, class): [(layer, neuron), ...]}: the neurons each strategy prunes to unlearn a class.
 
-    db/tab: the class is among the neuron's top concepts; ocp: a calibrated noun of the neuron is a whole word
-    of the class name (the original matched substrings, so "rain" pruned neurons for "train"); random: as many
-    neurons as the concept strategies prune on average for that class, drawn with a seed."""
+    Every strategy chooses from the same pool (`candidate_pool`; ``pruning.pool``: the summarised neurons,
+    or all neurons of the pruned layers, when OCP takes part only if every one of them is summarised).
+    db/tab: the class is among the neuron's top concepts; ocp: a calibrated noun of the neuron is a whole
+    word of the class name (the original matched substrings, so "rain" pruned neurons for "train");
+    random_<strategy>: exactly as many pool neurons as <strategy> prunes for that class, drawn with a seed
+    of its own (seed, strategy, class)."""
     pruning = settings["pruning"]
+    pool = pruning_pool(open_table, layers, tops, pruning)
+    with_ocp = set(pool) <= set(candidate_pool(open_table, layers))
+    if not with_ocp:
+        log.warning("pruning.pool is all but not every neuron of the pruned layers is summarised: OCP, which "
+                    "needs a summary, is left out (set dissect.neurons.per_layer: all to include it)")
     keys = {_key(c): i for i, c in enumerate(concepts)}
-    rng = np.random.default_rng(pruning["seed"])
-    all_neurons = [(layer, n) for layer in layers for n in range(tops[f"{layer}/db/{pruning['db_function']}"].shape[0])]
     selections = {}
     for name in classes:
-        index = keys.get(_key(name))
-        chosen = {}
-        for method, function in (("db", pruning["db_function"]), ("tab", pruning["tab_function"])):
-            if method not in settings["methods"] or index is None:
-                continue
-            chosen[method] = [(layer, int(n)) for layer in layers
-                              for n in np.flatnonzero((tops[f"{layer}/{method}/{function}"][:, :pruning["top"]]
-                                                       == index).any(axis=1))]
-        class_words = _words(concept_text(name))
-        chosen["ocp"] = [(row["layer"], int(row["neuron"])) for _, row in open_table.iterrows()
-                         if row["layer"] in layers and _words(row["nouns"]) & class_words]
-        size = int(round(np.mean([len(v) for v in chosen.values()]))) if chosen else 0
-        picks = rng.choice(len(all_neurons), size=min(size, len(all_neurons)), replace=False)
-        chosen["random"] = [all_neurons[i] for i in sorted(picks)]
+        chosen = _concept_choices(name, keys.get(_key(name)), pool, tops, open_table, settings)
+        if not with_ocp:
+            del chosen["ocp"]
         for strategy, neurons in chosen.items():
             selections[(strategy, name)] = neurons
+            selections[(f"random_{strategy}", name)] = _random_choice(pool, len(neurons), pruning["seed"],
+                                                                      strategy, name)
     return selections
+
+
+def pruning_pool(open_table, layers, tops: dict, pruning: dict) -> list[tuple[str, int]]:
+    """``candidate_pool`` for ``pruning.pool``; the layers' sizes come from the closed-set top concepts."""
+    if pruning["pool"] == "summarised":
+        return candidate_pool(open_table, layers)
+    return candidate_pool(open_table, layers, {layer: tops[f"{layer}/db/{pruning['db_function']}"].shape[0]
+                                               for layer in layers})
+
+
+def _concept_choices(name, index, pool, tops, open_table, settings) -> dict:
+    pruning = settings["pruning"]
+    chosen = {}
+    for method, function in (("db", pruning["db_function"]), ("tab", pruning["tab_function"])):
+        if method not in settings["methods"] or index is None:
+            continue
+        chosen[method] = [(layer, n) for layer, n in pool
+                          if index in tops[f"{layer}/{method}/{function}"][n, :pruning["top"]]]
+    class_words = _words(concept_text(name))
+    nouns = {(str(row["layer"]), int(row["neuron"])): _words(row["nouns"]) for _, row in open_table.iterrows()}
+    chosen["ocp"] = [neuron for neuron in pool if nouns.get(neuron, set()) & class_words]
+    return chosen
+
+
+def _random_choice(pool, count: int, seed: int, strategy: str, name: str) -> list:
+    """``count`` pool neurons, sorted, drawn by a generator seeded with (seed, strategy, class)."""
+    entropy = [seed, zlib.crc32(strategy.encode()), zlib.crc32(str(name).encode())]
+    picks = np.random.default_rng(entropy).choice(len(pool), size=count, replace=False)
+    return [pool[i] for i in sorted(picks)]
+
+
+def strategy_order(strategy: str) -> tuple[int, int]:
+    """db, random_db, tab, random_tab, ocp, random_ocp: each strategy beside its own random baseline."""
+    base = strategy.removeprefix("random_")
+    rank = CONCEPT_STRATEGIES.index(base) if base in CONCEPT_STRATEGIES else len(CONCEPT_STRATEGIES)
+    return rank, int(strategy.startswith("random_"))
 
 
 def pruning_effects(network, selections: dict, units: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -150,7 +205,8 @@ def pruning_effects(network, selections: dict, units: dict) -> tuple[pd.DataFram
         classes=("class", "count"), mean_pruned=("pruned", "mean"),
         **{column: (column, "mean") for column in per_class.columns if column.startswith(("delta", "difference"))}
     ).reset_index()
-    return per_class, summary
+    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: strategy_order(summary["strategy"][i]))]
+    return per_class, summary.reset_index(drop=True)
 
 
 def plot_pruning(summary: pd.DataFrame, path) -> None:
@@ -158,15 +214,19 @@ def plot_pruning(summary: pd.DataFrame, path) -> None:
 
     from audioprobe.plots import save_figure
 
-    figure, axis = plt.subplots(figsize=(4.5, 3.2))
+    figure, axis = plt.subplots(figsize=(max(4.5, 0.8 * len(summary)), 3.4))
     x = np.arange(len(summary))
     axis.bar(x - 0.2, summary["delta_target_probability"], 0.4, label="target class")
     axis.bar(x + 0.2, summary["delta_rest_probability"], 0.4, label="other classes")
     axis.axhline(0, color="black", linewidth=0.6)
-    axis.set_xticks(x, summary["strategy"])
+    axis.set_xticks(x, summary["strategy"].str.replace("random_", "random\n(", regex=False)
+                    + np.where(summary["strategy"].str.startswith("random_"), ")", ""), fontsize=7)
     axis.set_ylabel("change in true-class probability")
     axis.legend(fontsize=7)
-    axis.set_title("Pruning neurons by concept (held-out clips)", fontsize=9)
+    title = "Pruning neurons by concept (held-out clips)"
+    if "pool_neurons" in summary:
+        title += f"\ncandidates: {summary['pool_neurons'].iloc[0]} neurons ({summary['candidate_pool'].iloc[0]})"
+    axis.set_title(title, fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)
 
@@ -174,34 +234,51 @@ def plot_pruning(summary: pd.DataFrame, path) -> None:
 # --- ablation by part of speech -------------------------------------------------------------------------------
 
 
+POS_CATEGORIES = (*[f"n_{pos}" for pos in POS_COLUMNS], "caption_len")
+
+
 def pos_ablation(network, open_table: pd.DataFrame, units: dict, settings: dict) -> pd.DataFrame:
-    """Prune the summarised neurons with the most words of each part of speech (or the longest summaries)
-    and compare with random neurons of the same number, averaged over seeds."""
+    """Figure 4(a): for each fraction r, prune the r share (rounded up) of the summarised neurons with the most
+    words of each part of speech (or the longest calibrated summaries), and as many random ones; held-out
+    accuracy and true-class probability after pruning. Everything is averaged over ``seeds``: a seed draws
+    the random neurons and breaks ties in the counts (many neurons share a count, often 0)."""
     neurons = list(zip(open_table["layer"], open_table["neuron"].astype(int)))
-    count = int(np.ceil(settings["fraction"] * len(neurons)))
     base = network.baseline
-    rows = []
+    effects = {}
 
     def effect(selected):
-        after = network.outputs(channel_masks(selected, units))
-        return (float(after["correct"].mean() - base["correct"].mean()),
-                float((after["probability"] - base["probability"]).mean()))
+        key = frozenset(selected)
+        if key not in effects:
+            after = network.outputs(channel_masks(sorted(key), units))
+            effects[key] = (float(after["correct"].mean()),
+                            float((after["probability"] - base["probability"]).mean()))
+        return effects[key]
 
-    random_effects = []
-    for seed in range(settings["seeds"]):
-        picks = np.random.default_rng(seed).choice(len(neurons), size=count, replace=False)
-        random_effects.append(effect([neurons[i] for i in sorted(picks)]))
-    random_effects = np.asarray(random_effects)
-    for category in (*[f"n_{pos}" for pos in POS_COLUMNS], "caption_len"):
-        order = np.argsort(-open_table[category].to_numpy(), kind="stable")[:count]
-        accuracy, probability = effect([neurons[i] for i in sorted(order)])
-        rows.append({"category": category.removeprefix("n_"), "pruned": count, "delta_accuracy": accuracy,
-                     "delta_true_probability": probability,
-                     "random_delta_accuracy": float(random_effects[:, 0].mean()),
-                     "random_delta_accuracy_sd": float(random_effects[:, 0].std()),
-                     "random_delta_true_probability": float(random_effects[:, 1].mean())})
-    log.info("part-of-speech ablation: %d of %d summarised neurons pruned per category", count, len(neurons))
+    rows = []
+    for fraction in settings["fractions"]:
+        count = int(np.ceil(fraction * len(neurons) - 1e-9))
+        for category in (*POS_CATEGORIES, "random"):
+            results = np.asarray([effect(_ablated(open_table, neurons, category, count, seed))
+                                  for seed in range(settings["seeds"])])
+            rows.append({"fraction": fraction, "category": category.removeprefix("n_"), "pruned": count,
+                         "accuracy": results[:, 0].mean(), "accuracy_sd": results[:, 0].std(),
+                         "delta_accuracy": results[:, 0].mean() - float(base["correct"].mean()),
+                         "delta_true_probability": results[:, 1].mean(),
+                         "baseline_accuracy": float(base["correct"].mean())})
+        log.info("part-of-speech ablation: %d of %d summarised neurons pruned per category (r = %g)", count,
+                 len(neurons), fraction)
     return pd.DataFrame(rows)
+
+
+def _ablated(open_table, neurons, category: str, count: int, seed: int) -> list:
+    """The ``count`` neurons with the highest ``category`` (ties in random order), or random ones."""
+    rng = np.random.default_rng([seed, zlib.crc32(category.encode())])
+    tie_break = rng.permutation(len(neurons))
+    if category == "random":
+        order = tie_break
+    else:
+        order = np.lexsort((tie_break, -open_table[category].to_numpy(dtype=float)))
+    return [neurons[i] for i in sorted(order[:count])]
 
 
 def plot_pos_ablation(table: pd.DataFrame, path) -> None:
@@ -209,16 +286,18 @@ def plot_pos_ablation(table: pd.DataFrame, path) -> None:
 
     from audioprobe.plots import save_figure
 
-    figure, axis = plt.subplots(figsize=(4.5, 3.2))
-    x = np.arange(len(table))
-    axis.bar(x, 100 * table["delta_accuracy"], 0.6, label="most words of the kind")
-    axis.errorbar(x, 100 * table["random_delta_accuracy"], yerr=100 * table["random_delta_accuracy_sd"], fmt="o",
-                  color="black", markersize=3, label="random neurons")
-    axis.axhline(0, color="black", linewidth=0.6)
-    axis.set_xticks(x, table["category"], fontsize=7)
-    axis.set_ylabel("change in held-out accuracy (points)")
+    figure, axis = plt.subplots(figsize=(4.8, 3.4))
+    for category, group in table.groupby("category", sort=False):
+        random = category == "random"
+        axis.errorbar(100 * group["fraction"], 100 * group["accuracy"],
+                      yerr=100 * group["accuracy_sd"] if random else None, marker="o", markersize=3,
+                      color="black" if random else None, linestyle="--" if random else "-", label=category)
+    axis.axhline(100 * table["baseline_accuracy"].iloc[0], color="grey", linewidth=0.6, label="no pruning")
+    axis.set_xlabel("summarised neurons ablated (%)")
+    axis.set_ylabel("held-out accuracy (%)")
     axis.legend(fontsize=7)
-    axis.set_title("Pruning by part of speech of the summaries", fontsize=9)
+    axis.set_title("Figure 4(a): ablating neurons with the most words of a part of speech\n"
+                   "(panels b and c, adjective groups, not implemented)", fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)
 
@@ -226,16 +305,28 @@ def plot_pos_ablation(table: pd.DataFrame, path) -> None:
 # --- interpretability by caption clusters -----------------------------------------------------------------
 
 
-def caption_clusters(captions: list[str], encoder, settings: dict) -> list[set[int]]:
-    """For each caption, the K-means clusters (seeded) that its sentences fall in."""
-    from sklearn.cluster import KMeans
+def caption_sentences(captions: list[str]) -> tuple[list[str], list[int]]:
+    """The captions' sentences without junk ones (the calibration's JUNK phrases, e.g. "Sure, here are ...",
+    as the original clustering dropped them), and the index of the caption each came from."""
+    from audioprobe.dissect.text import JUNK
 
     sentences, owner = [], []
     for index, caption in enumerate(captions):
         for sentence in re.split(r"(?<=[.!?])\s+", caption.strip()):
-            if sentence:
+            if sentence and not JUNK.search(sentence):
                 sentences.append(sentence)
                 owner.append(index)
+    return sentences, owner
+
+
+def caption_clusters(captions: list[str], encoder, settings: dict) -> list[set[int]]:
+    """For each caption, the K-means clusters (seeded) that its non-junk sentences fall in (none for a
+    caption of junk only)."""
+    from sklearn.cluster import KMeans
+
+    sentences, owner = caption_sentences(captions)
+    if not sentences:
+        raise ValueError("every caption sentence is empty or junk: there is nothing to cluster; check captions.csv")
     unique = sorted(set(sentences))
     clusters = min(settings["clusters"], len(unique))
     fit = KMeans(n_clusters=clusters, n_init=10, random_state=settings["seed"]).fit(encoder.encode(unique))

@@ -15,9 +15,15 @@ Differences from the AND code, on purpose:
   would divide by zero for it: every function returns a NaN row for it (`constant_neurons` lists them),
   and wpmi / soft_wpmi leave it out of the marginal p(c). `top_concepts` gives it -1, not a label.
 
-Scale of P: CLIP-Dissect passes 100 * cosine (CLIP's logit scale), AND's TAB passes raw cosines. cos,
-cos3 and the argmax of rank_reorder do not depend on that scale, but the softmax in wpmi and soft_wpmi
-does (softmax(a * P) of raw cosines is close to uniform), so decide the scale of P in the caller.
+Scale of P: raw cosines, as CLIP-Dissect does. Its `utils.get_similarity_from_activations` L2-normalises
+the CLIP image and text features and passes `clip_feats = image_features @ text_features.T`, cosines in
+[-1, 1] with no logit scale and no softmax, to the function; the only softmax is inside `similarity.wpmi`
+and `similarity.soft_wpmi`, `softmax(a * clip_feats, dim=1)` over concepts, and its temperature is a
+(2 and 10). AND's TAB calls the same function (its `utils.py`). AND's DB (`data_utils.
+get_similarity_from_descriptions`) instead passes softmax(100 * cosine) of caption and concept text
+features, so its wpmi applies a second softmax to probabilities. cos, cos3 and the argmax of
+rank_reorder do not depend on a positive scale of P, but wpmi and soft_wpmi do: 100 * cosine turns
+their softmax into a near-hard vote for the best concept of each input.
 """
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ def closed_concepts_step(inputs, outputs, settings: dict) -> None:
     from audioprobe.dissect.similarity import similarity, top_concepts
 
     concepts, score_ids, methods, attrs = read_scores(inputs.scores)
-    scale = attrs["config"]["concepts"]["scale"]
+    scale = settings["similarity"]["scale"]  # 1: raw cosines, as CLIP-Dissect (see similarity.py)
     summarised = read_csv(inputs.summaries)[["layer", "neuron"]]
     summarised = set(zip(summarised["layer"], summarised["neuron"]))
     columns = {"captioner": attrs["captioner"], "text_encoder": attrs["text_encoder"]}
@@ -480,23 +480,41 @@ def _closed_row(layer, neuron, method, function, top, concepts, stored, columns)
     return {**row, **columns}
 
 
+ICL_COLUMNS = {"calibrated": "calibrated", "highly": "highly"}  # dissect.icl.summary -> column of its table
+
+
+def icl_summaries(table: pd.DataFrame, source: str, path="the summary table") -> list[tuple[str, int, str]]:
+    """(layer, neuron, summary text) for the in-context method: the calibrated summaries (calibrated.csv) or
+    the uncalibrated highly ones (summaries.csv), by ``dissect.icl.summary``; "" where none is left."""
+    column = ICL_COLUMNS[source]
+    if column not in table.columns:
+        raise ValueError(f"dissect.icl.summary is {source!r} but {path} has no {column!r} column: the ICL "
+                         "step needs calibrated.csv for 'calibrated' and summaries.csv for 'highly'")
+    return [(str(layer), int(neuron), _text(text))
+            for layer, neuron, text in zip(table["layer"], table["neuron"], table[column])]
+
+
 def icl_step(summaries_path, scores_path, out_path, settings: dict, llm_settings: dict) -> None:
+    """Module A, ICL: the LLM picks a concept from a neuron's summary, the calibrated one by default (the
+    paper, Section 3.3 and A.3; the original code read the uncalibrated "highly" summary)."""
     from audioprobe.dissect.encoders import normalised_rows
     from audioprobe.dissect.text import EmptyReply, parse_icl_answer
 
     concepts, _, _, attrs = read_scores(scores_path)
-    summaries = read_csv(summaries_path)
+    source = settings["icl"]["summary"]
     llm = cached_llm(llm_settings)
     encoder = sentence_encoder(settings)
     concept_vectors = normalised_rows(encoder.encode([f"This is an audio about {concept_text(c)}" for c in concepts]))
     rows = []
-    for _, row in summaries.iterrows():
-        summary = _text(row["highly"])
+    for layer, neuron, summary in icl_summaries(read_csv(summaries_path), source, summaries_path):
         prompt = llm_settings["prompt"].replace("{concepts}", ", ".join(concepts)).replace("{summary}", summary)
         reply = llm(prompt, max_tokens=12, stop=("\n",)) if summary else ""
-        record = {"layer": row["layer"], "neuron": row["neuron"], "reply": reply}
+        record = {"layer": layer, "neuron": neuron, "summary": source, "reply": reply}
+        if not summary:
+            rows.append({**record, "keyword": "", "concept": "", "status": f"no {source} summary (not asked)"})
+            continue
         try:
-            keywords = parse_icl_answer(reply, asked=f"{row['layer']} neuron {row['neuron']}")
+            keywords = parse_icl_answer(reply, asked=f"{layer} neuron {neuron}")
         except EmptyReply as err:
             rows.append({**record, "keyword": "", "concept": "", "status": str(err)})
             continue
@@ -567,7 +585,7 @@ def load_pruned_network(inputs, *, label, model_name, model_config, weights, thr
 
 
 def pruning_step(inputs, outputs, settings: dict, *, layers, network: PrunedNetwork) -> None:
-    from audioprobe.dissect.evaluation import plot_pruning, pruning_effects, pruning_selections
+    from audioprobe.dissect.evaluation import plot_pruning, pruning_effects, pruning_pool, pruning_selections
 
     with LayerFile(inputs.closed) as stored:
         concepts = stored.strings("concepts")
@@ -576,7 +594,12 @@ def pruning_step(inputs, outputs, settings: dict, *, layers, network: PrunedNetw
     selections = pruning_selections(network.head.classes, concepts, tops, open_table, layers, settings)
     units = {layer: tops[f"{layer}/db/{settings['pruning']['db_function']}"].shape[0] for layer in layers}
     per_class, summary = pruning_effects(network, selections, units)
-    columns = captioner_columns(inputs.captions)
+    pool = pruning_pool(open_table, layers, tops, settings["pruning"])
+    log.info("candidate pool (%s): %d neurons of the %d pruned layers (%d neurons in all)",
+             settings["pruning"]["pool"], len(pool), len(layers), sum(units.values()))
+    columns = {"candidate_pool": settings["pruning"]["pool"], "pool_neurons": len(pool),
+               "layer_neurons": sum(units.values()),
+               **captioner_columns(inputs.captions)}
     for table in (per_class, summary):
         for key, value in columns.items():
             table[key] = value

@@ -9,7 +9,8 @@ import pytest
 
 from audioprobe.dissect import neurons
 from audioprobe.dissect.cache import TextCache
-from audioprobe.dissect.evaluation import (last_layer_accuracy, pruning_selections, uninterpretable_share)
+from audioprobe.dissect.evaluation import (caption_clusters, caption_sentences, last_layer_accuracy, pos_ablation,
+                                           pruning_selections, uninterpretable_share)
 from audioprobe.dissect.steps import channel_masks, fit_head, read_concepts
 
 
@@ -119,13 +120,52 @@ def test_pruning_selections_match_classes_by_top_concepts_and_whole_words():
     open_table = pd.DataFrame({"layer": ["layer1", "layer1", "layer1"], "neuron": [0, 1, 2],
                                "nouns": ["rain drop", "train", "trainer"]})
     settings = {"methods": ["db"], "pruning": {"top": 1, "db_function": "cos3", "tab_function": "soft_wpmi",
-                                               "seed": 20}}
+                                               "seed": 20, "pool": "summarised"}}
     chosen = pruning_selections(["rain", "train"], concepts, tops, open_table, ["layer1"], settings)
     assert chosen[("db", "rain")] == [("layer1", 0)] and chosen[("db", "train")] == [("layer1", 1)]
     # Whole words: "rain" does not prune the "train" neuron, and "trainer" is not "train".
     assert chosen[("ocp", "rain")] == [("layer1", 0)] and chosen[("ocp", "train")] == [("layer1", 1)]
-    assert len(chosen[("random", "rain")]) == 1
-    assert ("tab", "rain") not in chosen
+    assert len(chosen[("random_db", "rain")]) == 1 and len(chosen[("random_ocp", "train")]) == 1
+    assert ("tab", "rain") not in chosen and ("random_tab", "rain") not in chosen
+
+
+def test_each_strategy_has_a_random_baseline_of_its_own_count_from_the_shared_pool():
+    concepts = ["rain", "dog", "wind"]
+    # Six neurons per layer; only 0-3 of layer1 and 1, 4 of layer2 are summarised: the candidate pool.
+    tops = {"layer1/db/cos3": [[0, 1, 2], [0, 2, 1], [1, 0, 2], [2, 1, 0], [0, 1, 2], [0, 1, 2]],
+            "layer2/db/cos3": [[0, 1, 2], [0, 1, 2], [1, 2, 0], [2, 1, 0], [0, 1, 2], [2, 0, 1]]}
+    tops.update({key.replace("db/cos3", "tab/soft_wpmi"): np.roll(top, 1, axis=1) for key, top in tops.items()})
+    tops = {key: np.asarray(top) for key, top in tops.items()}
+    open_table = pd.DataFrame({"layer": ["layer1"] * 4 + ["layer2"] * 2 + ["head"],
+                               "neuron": [0, 1, 2, 3, 1, 4, 0],
+                               "nouns": ["dog", "rain", "wind rain", "", "rain", "", "rain"]})
+    settings = {"methods": ["db", "tab"], "pruning": {"top": 1, "db_function": "cos3",
+                                                      "tab_function": "soft_wpmi", "seed": 20, "pool": "summarised"}}
+    chosen = pruning_selections(["rain", "dog"], concepts, tops, open_table, ["layer1", "layer2"], settings)
+    pool = {("layer1", 0), ("layer1", 1), ("layer1", 2), ("layer1", 3), ("layer2", 1), ("layer2", 4)}
+    # db: top-1 "rain" among the pool only (layer1 4 and 5, layer2 0 are not summarised, the head not pruned)
+    assert chosen[("db", "rain")] == [("layer1", 0), ("layer1", 1), ("layer2", 1), ("layer2", 4)]
+    assert chosen[("tab", "rain")] == [("layer1", 3)]                 # rolled tops: rain first only there
+    assert chosen[("ocp", "rain")] == [("layer1", 1), ("layer1", 2), ("layer2", 1)]
+    for strategy in ("db", "tab", "ocp"):
+        for name in ("rain", "dog"):
+            matched = chosen[(f"random_{strategy}", name)]
+            assert len(matched) == len(chosen[(strategy, name)]), (strategy, name)
+            assert set(matched) <= pool and len(set(matched)) == len(matched)
+    assert chosen[("db", "dog")] == [("layer1", 2)] and len(chosen[("random_db", "dog")]) == 1
+    # Seeded: the same call draws the same neurons; another seed draws other ones for the 4-of-6 draw.
+    assert pruning_selections(["rain", "dog"], concepts, tops, open_table, ["layer1", "layer2"], settings) == chosen
+    draws = {tuple(pruning_selections(["rain"], concepts, tops, open_table, ["layer1", "layer2"],
+                                      {**settings, "pruning": {**settings["pruning"], "seed": seed}})
+                   [("random_db", "rain")]) for seed in range(10)}
+    assert len(draws) > 1
+    # pool "all": db and its baseline range over every neuron of the pruned layers; OCP, which needs a
+    # summary, is left out because layer1 4-5 and layer2 0, 2, 3, 5 have none.
+    every = pruning_selections(["rain"], concepts, tops, open_table, ["layer1", "layer2"],
+                               {**settings, "pruning": {**settings["pruning"], "pool": "all"}})
+    assert every[("db", "rain")] == [("layer1", 0), ("layer1", 1), ("layer1", 4), ("layer1", 5), ("layer2", 0),
+                                     ("layer2", 1), ("layer2", 4)]
+    assert len(every[("random_db", "rain")]) == 7 and not any(key[0].endswith("ocp") for key in every)
 
 
 # --- last layer and clusters --------------------------------------------------------------------------------
@@ -155,6 +195,8 @@ def test_last_layer_accuracy_counts_top1_top5_and_cosine_and_skips_unnamed_neuro
     assert table.loc["db", "top1_accuracy"] == 0.5 and table.loc["db", "top5_accuracy"] == 1.0
     assert table.loc["db", "cosine"] == 0.5  # dog-dog 1, sea waves-rain 0
     assert table.loc["icl", "top1_accuracy"] == pytest.approx(2 / 3)
+    assert (table["top1_chance"] == 0.25).all() and table.loc["db", "top5_chance"] == 1.0  # 4 concepts
+    assert np.isnan(table.loc["icl", "top5_chance"])
 
 
 def test_output_neurons_of_classes_missing_from_the_concept_set_are_left_out_and_counted(caplog):
@@ -178,6 +220,62 @@ def test_a_neuron_is_uninterpretable_when_no_cluster_holds_enough_of_its_top_cli
     # neuron 1: cluster 2 holds clips 3 and 4 -> 2 shared; neuron 2 is constant and not counted
     assert uninterpretable_share(top, constant, clip_clusters, 2) == (0.0, 2)
     assert uninterpretable_share(top, constant, clip_clusters, 3) == (1.0, 2)
+
+
+class KeywordVectors:
+    """One axis per keyword found in a sentence; junk sentences would make a cluster of their own."""
+
+    keywords = ["dog", "rain", "sure", "know"]
+
+    def encode(self, texts):
+        return np.array([[float(k in t.lower()) for k in self.keywords] for t in texts]) + 1e-3
+
+
+def test_junk_sentences_are_dropped_before_clustering():
+    captions = ["A dog barks. Sure, here is a description of the audio.", "Rain falls on a roof.",
+                "Let me know if you need any more help!", "A dog howls. Rain again."]
+    sentences, owner = caption_sentences(captions)
+    assert sentences == ["A dog barks.", "Rain falls on a roof.", "A dog howls.", "Rain again."]
+    assert owner == [0, 1, 3, 3]
+    clusters = caption_clusters(captions, KeywordVectors(), {"clusters": 2, "seed": 0})
+    assert clusters[2] == set() and len(clusters[0]) == len(clusters[1]) == 1
+    assert clusters[0] != clusters[1] and clusters[3] == clusters[0] | clusters[1]
+
+
+class FakeNetwork:
+    """Held-out clips stay correct unless a neuron of ``vital`` is masked; probability 0.8, or 0.4 pruned."""
+
+    def __init__(self, vital, clips=10):
+        self.vital, self.clips, self.calls = vital, clips, 0
+        self.baseline = self.outputs({})
+
+    def outputs(self, masks):
+        self.calls += 1
+        hit = sum(int(masks[layer][n] == 0) for layer, n in self.vital if layer in masks)
+        correct = np.arange(self.clips) >= hit * self.clips // 4
+        return {"correct": correct, "probability": np.where(correct, 0.8, 0.4)}
+
+
+def test_figure4a_prunes_the_top_counts_per_fraction_and_averages_seeds():
+    open_table = pd.DataFrame({"layer": ["l1"] * 8, "neuron": range(8),
+                               "n_adjectives": [5, 0, 0, 4, 0, 0, 0, 0], "n_verbs": [0] * 8,
+                               "n_nouns": [0, 3, 0, 0, 0, 0, 0, 1], "n_prepositions": [0] * 8,
+                               "caption_len": [9, 8, 7, 6, 5, 4, 3, 2]})
+    network = FakeNetwork(vital=[("l1", 0), ("l1", 3)])
+    table = pos_ablation(network, open_table, {"l1": 8}, {"fractions": [0.25, 0.5], "seeds": 3})
+    table = table.set_index(["fraction", "category"])
+    assert table.loc[(0.25, "adjectives"), "pruned"] == 2 and table.loc[(0.5, "nouns"), "pruned"] == 4
+    # the two neurons with most adjectives are the vital ones: half the clips go wrong at r = 25 %
+    assert table.loc[(0.25, "adjectives"), "accuracy"] == 0.5
+    assert table.loc[(0.25, "adjectives"), "accuracy_sd"] == 0.0
+    assert table.loc[(0.25, "caption_len"), "accuracy"] == pytest.approx(0.8)   # neurons 0 and 1: one vital
+    assert table.loc[(0.25, "adjectives"), "delta_accuracy"] == -0.5
+    # verbs are all tied at 0: each seed breaks the tie differently, so the result is a mean over seeds
+    verbs = table.loc[(0.5, "verbs")]
+    assert verbs["accuracy_sd"] > 0 and 0.5 <= verbs["accuracy"] <= 1.0
+    assert network.calls <= 1 + 2 * 6 * 3          # baseline, then at most one pass per distinct selection
+    assert set(table.index.get_level_values("category")) == {"adjectives", "verbs", "nouns", "prepositions",
+                                                              "caption_len", "random"}
 
 
 # --- the LLM cache ---------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def test_the_dissection_keeps_at_least_five_rank_reorder_inputs_on_small_probe_s
 # ---------------------------------------------------------------------------------- planted concepts
 
 
-@pytest.mark.parametrize("scale", [1.0, 100.0])   # raw cosines (AND's TAB) and 100 x cosine (CLIP-Dissect)
+@pytest.mark.parametrize("scale", [1.0, 100.0])   # raw cosines (CLIP-Dissect, AND's TAB) and 100 x cosine (AND's DB)
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_planted_concepts_are_recovered(name, scale):
     rng = np.random.default_rng(7)
@@ -287,3 +287,63 @@ def test_rank_reorder_is_deterministic_under_a_seed():
 def test_defaults_cover_every_function():
     assert set(sim.DEFAULTS) == set(FUNCTIONS)
     assert sim.DEFAULTS["wpmi"] == {"top_k": 28, "a": 2.0, "lam": 0.6, "eps": 1e-7}
+
+
+# ------------------------------------------------------------- raw cosines, as CLIP-Dissect passes them
+
+
+def _published_pmi_labels(A, C, top_k, a, lam, weights_of_rank):
+    """Each neuron's argmax concept by the CLIP-Dissect formulas, written out with plain loops:
+    Q_i = softmax_j(a C_ij); log p(c|u) = sum over u's top_k inputs (by activation, rank k) of
+    log(1 + w_k (Q_ij - 1) + eps); log p(c) = log mean_u p(c|u); label = argmax_j log p(c|u) - lam log p(c)."""
+    inputs, neurons = A.shape
+    concepts = C.shape[1]
+    Q = []
+    for i in range(inputs):
+        exps = [math.exp(a * C[i, j]) for j in range(concepts)]
+        Q.append([e / sum(exps) for e in exps])
+    log_p_given = []
+    for u in range(neurons):
+        ranked = sorted(range(inputs), key=lambda i: -A[i, u])[:top_k]
+        log_p_given.append([sum(math.log(1 + weights_of_rank(k, top_k) * (Q[i][j] - 1) + 1e-7)
+                                for k, i in enumerate(ranked)) for j in range(concepts)])
+    log_p = [math.log(sum(math.exp(log_p_given[u][j]) for u in range(neurons)) / neurons)
+             for j in range(concepts)]
+    scores = [[log_p_given[u][j] - lam * log_p[j] for j in range(concepts)] for u in range(neurons)]
+    return np.array([max(range(concepts), key=lambda j: row[j]) for row in scores])
+
+
+def _noisy_cosines(seed=4, inputs=120, concepts=6, neurons=16):
+    """A fixed noisy case: clip-concept cosines around 0.2 (as text and CLAP cosines are), neurons that
+    follow one concept weakly."""
+    rng = np.random.default_rng(seed)
+    C = np.clip(rng.normal(0.2, 0.08, size=(inputs, concepts)), -1, 1)
+    A = C[:, np.arange(neurons) % concepts] + 0.3 * rng.normal(size=(inputs, neurons))
+    return A, C
+
+
+PUBLISHED = {  # CLIP-Dissect's similarity.py defaults; wpmi weights every top input 1
+    "wpmi": dict(top_k=28, a=2.0, lam=0.6, weights_of_rank=lambda k, top_k: 1.0),
+    "soft_wpmi": dict(top_k=100, a=10.0, lam=1.0,
+                      weights_of_rank=lambda k, top_k: 0.998 - k / top_k * (0.998 - 0.97)),
+}
+
+
+@pytest.mark.parametrize("name", ["wpmi", "soft_wpmi"])
+def test_pmi_labels_on_raw_cosines_follow_the_published_formulas(name):
+    A, C = _noisy_cosines()
+    expected = _published_pmi_labels(A, C, **PUBLISHED[name])
+    np.testing.assert_array_equal(top_concepts(similarity(name, A, C), 1)[:, 0], expected)
+    # The scale matters: 100 x cosine (CLIP's logit scale) gives other labels on this case, so feeding it
+    # instead of the raw cosines CLIP-Dissect passes would fail the first assertion.
+    hard = _published_pmi_labels(A, 100 * C, **PUBLISHED[name])
+    assert np.mean(hard != expected) >= 0.2
+    np.testing.assert_array_equal(top_concepts(similarity(name, A, 100 * C), 1)[:, 0], hard)
+
+
+def test_the_dissection_passes_raw_cosines_by_default():
+    from audioprobe import config
+
+    cfg = {"dissect": {}}
+    config.fill_defaults(cfg, config.load_schema())
+    assert cfg["dissect"]["similarity"]["scale"] == 1
