@@ -62,28 +62,34 @@ def plot_factor_scatter(points: np.ndarray, labels: dict, factors, path, title: 
 
 
 def plot_transfer(distances, statistics, path, space: str, layer: str) -> None:
-    """Figure 2: mean distance to P and to Q for M, M->P and M->Q (± SE), one row per factor."""
+    """Figure 2 as paired differences: for each factor (row) and reference P or Q (column), the mean change
+    of the distance to the reference that each edit causes, d(ref, M->P) - d(ref, M) and d(ref, M->Q) -
+    d(ref, M), with the Bonferroni-adjusted confidence interval of that paired difference (statistics
+    columns ci_low, ci_high, ci_level; they bound d(ref, M) - d(ref, edit), hence the sign flip). A star
+    marks p_t_bonferroni < 0.05, which is exactly when the interval excludes 0."""
     factors = list(dict.fromkeys(distances["factor"]))
-    conditions = ["M", "M->P", "M->Q"]
-    figure, axes = plt.subplots(len(factors), 2, figsize=(9, 3.6 * len(factors)), squeeze=False,
-                             constrained_layout=True)
+    edits = ["M->P", "M->Q"]
+    figure, axes = plt.subplots(len(factors), 2, figsize=(8, 3.4 * len(factors)), squeeze=False,
+                                constrained_layout=True)
     for row, factor in enumerate(factors):
         for column, reference in enumerate(("P", "Q")):
             axis = axes[row, column]
-            chosen = distances[(distances.factor == factor) & (distances.reference == reference)]
-            groups = [chosen[chosen.condition == c]["distance"] for c in conditions]
-            means = [g.mean() for g in groups]
-            errors = [g.std(ddof=1) / np.sqrt(len(g)) for g in groups]
-            axis.bar(conditions, means, yerr=errors, capsize=4, color=["0.6", "tab:blue", "tab:orange"])
-            for index, condition in enumerate(conditions[1:], start=1):
-                name = f"{factor}: d({reference}, {condition})"
-                p = statistics.loc[statistics.comparison.str.endswith(name), "p_t_bonferroni"]
-                if len(p) and p.iloc[0] < 0.05:
-                    axis.text(index, means[index] + errors[index], "*", ha="center", va="bottom", fontsize=14)
-            axis.set_title(f"{factor}: distance to {reference}")
-            axis.set_ylabel(f"Euclidean distance ({space.replace('_', ' ')})")
-            low = min(m - e for m, e in zip(means, errors))
-            high = max(m + e for m, e in zip(means, errors))
-            axis.set_ylim(max(0.0, low - 0.5 * (high - low)), high + 0.3 * (high - low))
-    figure.suptitle(f"Latent transfer at {layer}: * = p < 0.05, paired t-test, Bonferroni")
+            rows = [statistics.loc[statistics["label_b"] == f"{factor}: d({reference}, {edit})"].iloc[0]
+                    for edit in edits]
+            means = np.array([-r["mean_diff"] for r in rows])
+            low = np.array([-r["ci_high"] for r in rows])
+            high = np.array([-r["ci_low"] for r in rows])
+            axis.bar(edits, means, yerr=[means - low, high - means], capsize=4, color=["tab:blue", "tab:orange"])
+            axis.axhline(0, color="0.3", linewidth=0.8)
+            for index, r in enumerate(rows):
+                if r["p_t_bonferroni"] < 0.05:
+                    top = high[index] if means[index] >= 0 else low[index]
+                    axis.text(index, top, "*", ha="center", va="bottom" if means[index] >= 0 else "top",
+                              fontsize=14)
+            axis.set_title(f"{factor}: distance to {reference}", fontsize="medium")
+            axis.set_ylabel(f"d({reference}, edit) − d({reference}, M)\n({space.replace('_', ' ')})")
+            span = max(float(np.max(np.abs(np.r_[low, high]))), 1e-9)
+            axis.set_ylim(-1.25 * span, 1.25 * span)
+    figure.suptitle(f"Latent transfer at {layer}: mean paired difference, Bonferroni-adjusted 95 % CI\n"
+                    "* = p < 0.05, paired t-test, Bonferroni", fontsize="medium")
     save_figure(figure, path)

@@ -121,6 +121,22 @@ def compare_pairs(rows) -> pd.DataFrame:
     return add_corrections(pd.DataFrame.from_records(records))
 
 
+def confidence_interval(mean, se, df, *, level: float = 0.95, family: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t confidence interval mean ± t * se, Bonferroni-adjusted for ``family`` comparisons.
+
+    Each interval has coverage 1 - (1 - level) / family, so an interval of a paired mean difference
+    excludes 0 exactly when the two-sided paired t-test's Bonferroni-corrected p-value is below
+    1 - level: a figure drawn with these intervals agrees with its stars.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+    if isinstance(family, bool) or not isinstance(family, (int, np.integer)) or family < 1:
+        raise ValueError(f"family must be the number of comparisons (a whole number >= 1), got {family!r}")
+    mean, se = np.asarray(mean, float), np.asarray(se, float)
+    half = _scipy_stats.t.ppf(1 - (1 - level) / (2 * family), np.asarray(df, float)) * se
+    return mean - half, mean + half
+
+
 def _sample(values, name: str) -> np.ndarray:
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:

@@ -1,4 +1,6 @@
-# Study 1, part 1: a persistent split, per-layer projections, and KNN decoding of both factors.
+# Study 1, part 1: a persistent split, per-layer projections, and KNN decoding of both factors. Decoding runs
+# on the clips outside the test split, in grouped folds, each fold through a projection fitted on its own
+# training clips; the test split is left for the flow's evaluation (Figure 1, transfer).
 
 
 rule latent_split:
@@ -50,10 +52,54 @@ rule project_layer:
         "../workflow/scripts/project_layer.py"
 
 
+rule latent_folds:
+    input:
+        manifest="results/datasets/{dataset}/manifest.csv",
+        split="results/latent/{model}/{dataset}/split.csv",
+    output:
+        "results/latent/{model}/{dataset}/cv_folds.csv",
+    params:
+        decode=latent_keys("decode", "folds", "seed"),
+        factors=latent_setting("factors"),
+    log:
+        "results/logs/latent_folds/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/latent_folds/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/latent_folds.py"
+
+
+rule project_folds:
+    input:
+        layer="results/activations/{model}/{dataset}/{layer}.h5",
+        folds="results/latent/{model}/{dataset}/cv_folds.csv",
+    output:
+        "results/latent/{model}/{dataset}/projection_folds/{layer}.h5",
+    params:
+        components=latent_setting("pca_components"),
+        split=latent_setting("split"),
+    log:
+        "results/logs/project_folds/{model}/{dataset}/{layer}.log",
+    benchmark:
+        "results/benchmarks/project_folds/{model}/{dataset}/{layer}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../workflow/scripts/project_folds.py"
+
+
 checkpoint decode_layers:
     input:
-        projections=projection_files,
-        split="results/latent/{model}/{dataset}/split.csv",
+        projections=fold_projection_files,
+        folds="results/latent/{model}/{dataset}/cv_folds.csv",
     output:
         folds=report(
             "results/latent/{model}/{dataset}/decoding/folds.csv",
@@ -61,6 +107,13 @@ checkpoint decode_layers:
             category="Study 1: latent disentanglement",
             subcategory="{model} on {dataset}",
             labels={"output": "decoding: per fold"},
+        ),
+        null=report(
+            "results/latent/{model}/{dataset}/decoding/null.csv",
+            caption="../workflow/report/decoding_null.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: permutation null"},
         ),
         summary=report(
             "results/latent/{model}/{dataset}/decoding/summary.csv",

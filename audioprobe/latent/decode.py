@@ -4,7 +4,9 @@ Clips cut from one source recording (overlapping patches, neighbouring time bloc
 Splitting rows at random puts such twins on both sides of a fold, and a nearest-neighbour classifier
 then "decodes" the recording rather than the factor. Here every fold holds out whole groups (a group is a
 source recording), stratified by label as far as the groups allow, and every layer of a factor is scored
-on the same folds so layers can be compared fold by fold.
+on the same folds so layers can be compared fold by fold. Features may differ per fold (a projection fitted
+on that fold's training clips only). Chance is a label-permutation null over the same folds, not the
+training majority class, which grouped folds push below 1/K.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import pandas as pd
 from audioprobe import stats
 from audioprobe.plots import save_figure
 
-DECODE_COLUMNS = ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance", "chance_balanced",
-                  "n_train", "n_test", "missing_in_training", "split"]
+DECODE_COLUMNS = ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "majority_chance",
+                  "majority_chance_balanced", "n_train", "n_test", "missing_in_training", "split", "decoded_on"]
 CONTRASTS = (("first vs best", "first", "best"), ("best vs last", "best", "last"),
              ("first vs last", "first", "last"))
 
@@ -90,9 +92,11 @@ def decode_factor(features, labels, groups, *, k: int = 3, metric: str = "euclid
     """Decode ``labels`` from ``features`` [N, D] with a k-nearest-neighbour classifier, fold by fold.
 
     Folds come from :func:`group_folds`. Returns one row per fold with: fold (0-based), accuracy,
-    balanced_accuracy, chance, chance_balanced, n_train, n_test, missing_in_training, split. ``chance`` is
-    the accuracy on the test fold of always predicting the training fold's majority class (ties go to the
-    first class in sorted order) and ``chance_balanced`` the balanced accuracy of that same guess.
+    balanced_accuracy, majority_chance, majority_chance_balanced, n_train, n_test, missing_in_training,
+    split. ``majority_chance`` is the accuracy on the test fold of always predicting the training fold's
+    majority class (ties go to the first class in sorted order) and ``majority_chance_balanced`` the
+    balanced accuracy of that same guess. With grouped folds this baseline can lie well below 1/K; the
+    permutation null (:func:`null_distribution`) is the chance level to compare with.
     """
     x = _features(features, "features")
     labels = _vector(labels, "labels")
@@ -100,60 +104,161 @@ def decode_factor(features, labels, groups, *, k: int = 3, metric: str = "euclid
         raise ValueError(f"features have {len(x)} rows but there are {len(labels)} labels; give one row "
                          "per clip")
     folds = group_folds(groups, labels, n_folds, seed)
-    table = _score_folds(x, labels, folds, k=k, metric=metric)
+    table = _score_folds(_neighbours(x, folds, k=k, metric=metric), labels, folds)
     table["split"] = describe_split(n_folds, group_by)
     return table
 
 
-def decode_layers(features: dict, factors: dict, groups, *, k: int = 3, metric: str = "euclidean",
-                  n_folds: int = 10, seed: int = 0, group_by: str = "source recording") -> pd.DataFrame:
-    """Decode every factor from every layer; each factor's folds are shared by all layers.
+def folds_from_index(fold_of, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train_idx, test_idx)`` pairs from one fold number per clip (0 .. F-1, every fold used).
 
-    ``features`` maps layer name -> [N, D] array, ``factors`` maps factor name -> N labels; ``groups``
-    gives each clip's source recording. Returns columns layer, factor, fold, accuracy, balanced_accuracy,
-    chance, chance_balanced, n_train, n_test, missing_in_training, split; rows ordered by factor, then
-    layer (in the order given), then fold.
+    With ``groups``, a group split over two folds is refused: its clips would be neighbours of each other.
     """
-    if not features:
-        raise ValueError("no layers given: features must map at least one layer name to an array")
-    if not factors:
-        raise ValueError("no factors given: factors must map at least one factor name to labels")
-    arrays = {str(layer): _features(values, f"layer {layer!r}") for layer, values in features.items()}
-    n = len(_vector(groups, "groups"))
-    for name, values in [*((f"layer {layer!r}", a) for layer, a in arrays.items()),
-                         *((f"factor {factor!r}", np.asarray(y)) for factor, y in factors.items())]:
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} rows but groups has {n}; every layer and factor "
-                             "needs one row per clip, in the same order")
+    fold_of = _vector(fold_of, "folds")
+    if not np.issubdtype(fold_of.dtype, np.integer):
+        raise ValueError(f"folds must be whole fold numbers, got dtype {fold_of.dtype}")
+    numbers = np.unique(fold_of)
+    if numbers[0] != 0 or numbers[-1] != len(numbers) - 1 or len(numbers) < 2:
+        raise ValueError(f"folds must number at least two folds 0, 1, ... without gaps, got {numbers.tolist()}")
+    if groups is not None:
+        groups = _vector(groups, "groups")
+        if len(groups) != len(fold_of):
+            raise ValueError(f"groups has {len(groups)} entries but folds has {len(fold_of)}")
+        spread = pd.Series(fold_of).groupby(pd.Series(groups)).nunique()
+        if (spread > 1).any():
+            raise ValueError(f"group {spread.index[np.argmax(spread.to_numpy() > 1)]!r} lies in more than one "
+                             "fold; folds must hold out whole groups (rerun the latent_folds rule)")
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in numbers]
+
+
+def decode_layers(features: dict, factors: dict, groups, *, folds=None, k: int = 3, metric: str = "euclidean",
+                  n_folds: int = 10, seed: int = 0, group_by: str = "source recording",
+                  split: str | None = None, decoded_on: str = "all clips given") -> pd.DataFrame:
+    """Decode every factor from every layer; every layer of a factor is scored on the same folds.
+
+    ``features`` maps layer name -> [N, D] array, or -> [F, N, D]: one matrix per fold, e.g. a projection
+    fitted on that fold's training clips only (then ``folds`` is required). ``factors`` maps factor
+    name -> N labels; ``groups`` gives each clip's source recording. ``folds`` (one fold number per clip)
+    fixes the folds for every factor; without it each factor gets its own :func:`group_folds`.
+    Returns columns layer, factor, fold, accuracy, balanced_accuracy, majority_chance,
+    majority_chance_balanced, n_train, n_test, missing_in_training, split, decoded_on; rows ordered by
+    factor, then layer (in the order given), then fold.
+    """
+    arrays, factors, groups = _check_layers(features, factors, groups, folds)
     frames = []
     for factor, labels in factors.items():
-        labels = _vector(labels, factor)
-        folds = group_folds(groups, labels, n_folds, seed, factor=str(factor))
+        fold_list = _folds_for(folds, groups, labels, n_folds, seed, factor)
+        text = split or describe_split(len(fold_list), group_by)
         for layer, x in arrays.items():
-            table = _score_folds(x, labels, folds, k=k, metric=metric)
-            frames.append(table.assign(layer=layer, factor=str(factor), split=describe_split(n_folds, group_by)))
+            table = _score_folds(_neighbours(x, fold_list, k=k, metric=metric), labels, fold_list)
+            frames.append(table.assign(layer=layer, factor=str(factor), split=text, decoded_on=decoded_on))
     return pd.concat(frames, ignore_index=True)[DECODE_COLUMNS]
 
 
-def summarise_decoding(table: pd.DataFrame) -> pd.DataFrame:
-    """Per layer x factor: n_folds, mean/sd/se/min/max accuracy, mean balanced accuracy, mean chance, split.
+def null_distribution(features: dict, factors: dict, groups, *, permutations: int, folds=None, k: int = 3,
+                      metric: str = "euclidean", n_folds: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Label-permutation null of the mean cross-validated accuracy, per layer and factor.
+
+    Each permutation shuffles the labels of whole groups among the groups of the same fold (see
+    :func:`permuted_labels`) and reruns the same grouped cross-validation: same folds, same features, same
+    k. The folds stay fixed because the per-fold projections were fitted on them (without labels). A clip's
+    nearest training neighbours do not depend on the labels, so they are found once per layer and fold and
+    every permutation only re-votes. Every layer of a factor sees
+    the same seeded permutations. Returns columns layer, factor, permutation, accuracy (mean over folds).
+    """
+    permutations = _check_count(permutations, "permutations")
+    arrays, factors, groups = _check_layers(features, factors, groups, folds)
+    frames = []
+    streams = np.random.SeedSequence(_check_seed(seed)).spawn(len(factors))
+    for (factor, labels), stream in zip(factors.items(), streams):
+        fold_list = _folds_for(folds, groups, labels, n_folds, seed, factor)
+        codes, n_classes = _codes(labels)
+        shuffled = permuted_labels(codes, groups, permutations, np.random.default_rng(stream), fold_list)
+        for layer, x in arrays.items():
+            neighbours = _neighbours(x, fold_list, k=k, metric=metric)
+            accuracy = np.mean([np.mean(_vote(shuffled[:, nearest], n_classes) == shuffled[:, test], axis=1)
+                                for nearest, (_, test) in zip(neighbours, fold_list)], axis=0)
+            frames.append(pd.DataFrame({"layer": layer, "factor": str(factor),
+                                        "permutation": np.arange(permutations), "accuracy": accuracy}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def permuted_labels(codes, groups, permutations: int, rng: np.random.Generator, folds=None) -> np.ndarray:
+    """[permutations, N] relabelings that shuffle whole recordings' labels.
+
+    With ``folds`` (``(train, test)`` pairs) labels are shuffled among the recordings of the same test fold:
+    the folds were stratified on the true labels, and keeping each fold's class counts keeps that design, so
+    an uninformative layer's accuracy follows the null (a free shuffle gives stratified folds' chance too
+    low a value when classes have few recordings). Where that cannot move any label (every fold a single
+    recording or a single class) labels are shuffled over all recordings. A group that mixes labels makes
+    clips the unit instead of recordings.
+    """
+    codes, groups = np.asarray(codes), np.asarray(groups)
+    names, group_of = np.unique(groups, return_inverse=True)
+    group_of = group_of.reshape(-1)
+    first = np.zeros(len(names), dtype=int)
+    first[group_of[::-1]] = np.arange(len(codes))[::-1]  # each group's first clip
+    units, unit_of = (codes[first], group_of) if np.array_equal(codes[first][group_of], codes) else \
+        (codes, np.arange(len(codes)))
+    blocks = [np.arange(len(units))]
+    if folds is not None:
+        fold_of_unit = np.zeros(len(units), dtype=int)
+        for number, (_, test) in enumerate(folds):
+            fold_of_unit[unit_of[test]] = number
+        within = [np.flatnonzero(fold_of_unit == f) for f in range(len(folds))]
+        if any(len(np.unique(units[block])) > 1 for block in within):
+            blocks = within
+    out = np.empty((permutations, len(codes)), dtype=codes.dtype)
+    for i in range(permutations):
+        shuffled = units.copy()
+        for block in blocks:
+            shuffled[block] = units[rng.permutation(block)]
+        out[i] = shuffled[unit_of]
+    return out
+
+
+def null_summary(observed: float, null) -> dict:
+    """Mean and 95th percentile of a null sample and the permutation p-value of ``observed``:
+    (1 + #{null >= observed}) / (1 + n), so it is never 0."""
+    null = np.asarray(null, float)
+    return {"null_mean": float(null.mean()), "null_p95": float(np.quantile(null, 0.95)),
+            "p_permutation": float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null))),
+            "permutations": len(null)}
+
+
+def summarise_decoding(table: pd.DataFrame, null: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per layer x factor: n_folds, mean/sd/se/min/max accuracy, mean balanced accuracy, the mean majority
+    baseline, split and decoded_on; with ``null`` (see :func:`null_distribution`) also null_mean, null_p95,
+    p_permutation, p_permutation_holm (Holm across the layers of a factor) and permutations.
 
     Layers and factors keep the order in which they first appear in ``table``.
     """
-    _require_columns(table, ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance"],
+    _require_columns(table, ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "majority_chance"],
                      "a decoding table")
-    split = table["split"] if "split" in table else pd.Series("unknown split", index=table.index)
+    table = table.assign(split=table["split"] if "split" in table else "unknown split",
+                         decoded_on=table["decoded_on"] if "decoded_on" in table else "unknown clips")
     rows = []
-    for (factor, layer), part in table.assign(split=split).groupby(["factor", "layer"], sort=False):
+    for (factor, layer), part in table.groupby(["factor", "layer"], sort=False):
         mean, se = stats.mean_and_se(part["accuracy"])
-        rows.append({"layer": layer, "factor": factor, "n_folds": len(part), "mean_accuracy": mean,
-                     "sd_accuracy": float(part["accuracy"].std(ddof=1)) if len(part) > 1 else np.nan,
-                     "se_accuracy": se, "min_accuracy": float(part["accuracy"].min()),
-                     "max_accuracy": float(part["accuracy"].max()),
-                     "mean_balanced_accuracy": float(part["balanced_accuracy"].mean()),
-                     "mean_chance": float(part["chance"].mean()),
-                     "split": "; ".join(dict.fromkeys(part["split"].astype(str)))})
-    return pd.DataFrame(rows)
+        row = {"layer": layer, "factor": factor, "n_folds": len(part), "mean_accuracy": mean,
+               "sd_accuracy": float(part["accuracy"].std(ddof=1)) if len(part) > 1 else np.nan,
+               "se_accuracy": se, "min_accuracy": float(part["accuracy"].min()),
+               "max_accuracy": float(part["accuracy"].max()),
+               "mean_balanced_accuracy": float(part["balanced_accuracy"].mean()),
+               "mean_majority_chance": float(part["majority_chance"].mean())}
+        if null is not None:
+            sample = null[(null["factor"] == factor) & (null["layer"] == layer)]["accuracy"]
+            if sample.empty:
+                raise ValueError(f"the null distribution has no row for layer {layer!r}, factor {factor!r}; "
+                                 "compute it with null_distribution on the same layers and factors")
+            row.update(null_summary(mean, sample))
+        rows.append({**row, "split": "; ".join(dict.fromkeys(part["split"].astype(str))),
+                     "decoded_on": "; ".join(dict.fromkeys(part["decoded_on"].astype(str)))})
+    summary = pd.DataFrame(rows)
+    if null is not None:
+        summary["p_permutation_holm"] = summary.groupby("factor", sort=False)["p_permutation"].transform(
+            lambda p: stats.holm(p.to_numpy()))
+    return summary
 
 
 def best_layer(table: pd.DataFrame, factor) -> str:
@@ -206,15 +311,16 @@ def layer_comparisons(table: pd.DataFrame, factor) -> pd.DataFrame:
 
 
 def plot_decoding(summary: pd.DataFrame, path) -> None:
-    """Mean accuracy ± SE per layer, one line per factor, each with its chance level dashed.
+    """Mean accuracy ± SE per layer, one line per factor; its chance level is the permutation null's mean
+    (dashed) with the null's 95th percentile (dotted): a layer above the dotted line has p < 0.05.
 
     ``path`` ends in .png or .svg; the file is written atomically (temporary file beside it, then
     renamed), so a reader never sees half a figure.
     """
     from matplotlib.figure import Figure
 
-    _require_columns(summary, ["layer", "factor", "mean_accuracy", "se_accuracy", "mean_chance"],
-                     "a decoding summary (see summarise_decoding)")
+    _require_columns(summary, ["layer", "factor", "mean_accuracy", "se_accuracy", "null_mean", "null_p95"],
+                     "a decoding summary with a permutation null (see summarise_decoding)")
     if summary.empty:
         raise ValueError("the decoding summary is empty: there is nothing to plot")
     target = Path(path)
@@ -228,8 +334,10 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
         colour = f"C{i % 10}"
         handles.append(axes.errorbar(x, part["mean_accuracy"], yerr=part["se_accuracy"].fillna(0),
                                      color=colour, marker="o", capsize=3, label=str(factor)))
-        handles.extend(axes.plot(x, part["mean_chance"], color=colour, linestyle="--", linewidth=1,
-                                 label=f"{factor}: chance"))
+        handles.extend(axes.plot(x, part["null_mean"], color=colour, linestyle="--", linewidth=1,
+                                 label=f"{factor}: chance (permutation mean)"))
+        handles.extend(axes.plot(x, part["null_p95"], color=colour, linestyle=":", linewidth=1,
+                                 label=f"{factor}: permutation 95th percentile"))
     axes.set_xticks(range(len(layers)), layers, rotation=45 if len(layers) > 6 else 0,
                     ha="right" if len(layers) > 6 else "center")
     axes.set_xlabel("layer")
@@ -243,9 +351,12 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
     save_figure(figure, target)
 
 
-def _score_folds(x: np.ndarray, labels: np.ndarray, folds, *, k: int, metric: str) -> pd.DataFrame:
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.neighbors import KNeighborsClassifier
+def _neighbours(x: np.ndarray, folds, *, k: int, metric: str) -> list[np.ndarray]:
+    """Per fold, [n_test, k] indices (into all clips) of each test clip's k nearest training clips.
+
+    ``x`` is [N, D] (one feature matrix for every fold) or [F, N, D] (fold f uses x[f]).
+    """
+    from sklearn.neighbors import NearestNeighbors
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number of neighbours, got {k!r}")
@@ -253,22 +364,92 @@ def _score_folds(x: np.ndarray, labels: np.ndarray, folds, *, k: int, metric: st
     if k > smallest:
         raise ValueError(f"k={k} neighbours but the smallest training fold has {smallest} clips; use "
                          f"k <= {smallest} or fewer folds")
+    out = []
+    for f, (train, test) in enumerate(folds):
+        values = x[f] if x.ndim == 3 else x
+        search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(values[train])
+        out.append(train[search.kneighbors(values[test], return_distance=False)])
+    return out
+
+
+def _vote(neighbour_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Majority vote over the last axis of integer class codes; a tie goes to the smallest code, as in
+    scikit-learn's KNeighborsClassifier (uniform weights)."""
+    counts = (neighbour_codes[..., None] == np.arange(n_classes)).sum(axis=-2)
+    return counts.argmax(axis=-1)
+
+
+def _codes(labels) -> tuple[np.ndarray, int]:
+    names, codes = np.unique(labels, return_inverse=True)
+    return codes.reshape(-1), len(names)
+
+
+def _score_folds(neighbours, labels: np.ndarray, folds) -> pd.DataFrame:
+    from sklearn.metrics import balanced_accuracy_score
+
+    codes, n_classes = _codes(labels)
     gaps = missing_in_training(folds, labels)
     rows = []
-    for fold, ((train, test), gap) in enumerate(zip(folds, gaps)):
-        model = KNeighborsClassifier(n_neighbors=k, metric=metric).fit(x[train], labels[train])
-        predicted = model.predict(x[test])
-        classes, counts = np.unique(labels[train], return_counts=True)
+    for fold, ((train, test), nearest, gap) in enumerate(zip(folds, neighbours, gaps)):
+        predicted = _vote(codes[nearest], n_classes)
+        classes, counts = np.unique(codes[train], return_counts=True)
         guess = np.full(len(test), classes[np.argmax(counts)])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-            rows.append({"fold": fold, "accuracy": float(np.mean(predicted == labels[test])),
-                         "balanced_accuracy": float(balanced_accuracy_score(labels[test], predicted)),
-                         "chance": float(np.mean(guess == labels[test])),
-                         "chance_balanced": float(balanced_accuracy_score(labels[test], guess)),
+            rows.append({"fold": fold, "accuracy": float(np.mean(predicted == codes[test])),
+                         "balanced_accuracy": float(balanced_accuracy_score(codes[test], predicted)),
+                         "majority_chance": float(np.mean(guess == codes[test])),
+                         "majority_chance_balanced": float(balanced_accuracy_score(codes[test], guess)),
                          "n_train": len(train), "n_test": len(test),
                          "missing_in_training": ",".join(map(str, gap))})
     return pd.DataFrame(rows)
+
+
+def _check_layers(features, factors, groups, folds):
+    if not features:
+        raise ValueError("no layers given: features must map at least one layer name to an array")
+    if not factors:
+        raise ValueError("no factors given: factors must map at least one factor name to labels")
+    groups = _vector(groups, "groups")
+    n = len(groups)
+    arrays = {str(layer): _features(values, f"layer {layer!r}", per_fold=folds is not None)
+              for layer, values in features.items()}
+    n_folds = len(np.unique(folds)) if folds is not None else None
+    for layer, x in arrays.items():
+        if x.ndim == 3 and x.shape[0] != n_folds:
+            raise ValueError(f"layer {layer!r} has features for {x.shape[0]} folds but folds has {n_folds}; "
+                             "pass one matrix per fold")
+    for name, length in [*((f"layer {layer!r}", a.shape[-2]) for layer, a in arrays.items()),
+                         *((f"factor {factor!r}", len(np.asarray(y))) for factor, y in factors.items())]:
+        if length != n:
+            raise ValueError(f"{name} has {length} rows but groups has {n}; every layer and factor "
+                             "needs one row per clip, in the same order")
+    return arrays, {str(f): _vector(y, str(f)) for f, y in factors.items()}, groups
+
+
+def _folds_for(folds, groups, labels, n_folds, seed, factor):
+    if folds is None:
+        return group_folds(groups, labels, n_folds, seed, factor=factor)
+    if len(np.unique(labels)) < 2:
+        raise ValueError(f"factor {factor!r} has a single class ({_plain(labels[0])!r}) across {len(labels)} "
+                         "clips: there is nothing to decode; drop it or add clips of other classes")
+    fold_list = folds_from_index(folds, groups)
+    problems = _gap_messages(missing_in_training(fold_list, labels), labels, groups, factor)
+    if problems:
+        warnings.warn("; ".join(problems), FoldWarning, stacklevel=3)
+    return fold_list
+
+
+def _check_count(value, name) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be a whole number so the results can be reproduced, got {seed!r}")
+    return int(seed)
 
 
 def _accuracy_by_fold(table: pd.DataFrame, factor) -> pd.DataFrame:
@@ -303,8 +484,7 @@ def _plain(value):
 def _check_folds_setting(n_folds, seed) -> None:
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ValueError(f"n_folds must be a whole number >= 2, got {n_folds!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be a whole number so the folds can be reproduced, got {seed!r}")
+    _check_seed(seed)
 
 
 def _vector(values, name) -> np.ndarray:
@@ -316,10 +496,12 @@ def _vector(values, name) -> np.ndarray:
     return array
 
 
-def _features(values, name) -> np.ndarray:
+def _features(values, name, per_fold: bool = False) -> np.ndarray:
     x = np.asarray(values)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array [clips, dimensions], got shape {x.shape}; "
+    if x.ndim != 2 and not (per_fold and x.ndim == 3):
+        shapes = "[clips, dimensions] (or [folds, clips, dimensions] with folds given)" if per_fold else \
+            "[clips, dimensions]"
+        raise ValueError(f"{name} must be a 2-D array {shapes}, got shape {x.shape}; "
                          "pool or reshape it, e.g. values.reshape(len(values), -1)")
     if not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")

@@ -213,7 +213,8 @@ def pair_loss(flow: Transform, x: torch.Tensor, labels: np.ndarray, idx_a: np.nd
 
 # -- training ------------------------------------------------------------------------------------------------
 
-def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray, labels_val: np.ndarray, *,
+def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray | None,
+               labels_val: np.ndarray | None, *,
                stages: int, hidden: int, householder: int, sigma: float, epochs: int, batch_size: int,
                learning_rate: float, patience: int, pairing: str, seed: int,
                log: logging.Logger | None = None) -> tuple[Transform, pd.DataFrame]:
@@ -221,14 +222,21 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray,
 
     Adam on ``N // batch_size`` batches of freshly sampled pairs per epoch; after each epoch the loss on a
     fixed, seeded set of validation pairs decides early stopping, and the weights of the best epoch are
-    returned, in eval mode. Returns (flow, curve) with curve columns epoch, train_loss (mean over the
-    epoch's batches) and val_loss, in nats per dimension. Raises FlowDiverged rather than return a flow
-    whose loss became NaN or infinite or that no longer inverts its training data (``check_invertible``).
+    returned, in eval mode. Without validation data (``z_val`` None) there is no early stopping: the flow
+    trains for all ``epochs`` and the last epoch is kept (never stop on clips that are later evaluated).
+    Returns (flow, curve) with curve columns epoch, train_loss (mean over the epoch's batches), val_loss
+    (NaN without validation data), in nats per dimension, and kept (True on the epoch whose weights are
+    returned). Raises FlowDiverged rather than return a flow whose loss became NaN or infinite or that no
+    longer inverts its training data (``check_invertible``).
     """
     x_train, y_train = _check_data(z_train, labels_train, "z_train", "labels_train")
-    x_val, y_val = _check_data(z_val, labels_val, "z_val", "labels_val")
+    validate = z_val is not None
+    if validate:
+        x_val, y_val = _check_data(z_val, labels_val, "z_val", "labels_val")
+    else:
+        x_val, y_val = x_train[:0], y_train[:0]
     dim, n_factors = x_train.shape[1], y_train.shape[1]
-    if x_val.shape[1] != dim or y_val.shape[1] != n_factors:
+    if validate and (x_val.shape[1] != dim or y_val.shape[1] != n_factors):
         raise ValueError(f"validation data has {x_val.shape[1]} dimensions and {y_val.shape[1]} factors but "
                          f"training data has {dim} and {n_factors}; pass both from the same projection")
     factor_dims(dim, n_factors)
@@ -250,11 +258,14 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray,
     train_seed, val_seed = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(train_seed)
     val_pairs = sample_pairs(y_val, max(len(y_val), MIN_VALIDATION_PAIRS), np.random.default_rng(val_seed),
-                             pairing)
+                             pairing) if validate else None
     batches = max(1, len(x_train) // batch_size)
     if log:
         log.info("flow: %d training rows, %d dimensions, %d factors; %d batches of %d pairs per epoch",
                  len(x_train), dim, n_factors, batches, batch_size)
+        if not validate:
+            log.warning("flow: no validation clips, so no early stopping: training for all %d epochs and "
+                        "keeping the last", epochs)
 
     rows, best_loss, best_state, best_epoch = [], math.inf, None, 0
     for epoch in range(1, epochs + 1):
@@ -268,24 +279,30 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray,
             loss.backward()
             optimizer.step()
         flow.eval()
-        with torch.no_grad():
-            val_loss = pair_loss(flow, val_tensor, y_val, *val_pairs, sigma).item()
-        _check_diverged(val_loss, "validation", epoch, learning_rate)
+        val_loss = math.nan
+        if validate:
+            with torch.no_grad():
+                val_loss = pair_loss(flow, val_tensor, y_val, *val_pairs, sigma).item()
+            _check_diverged(val_loss, "validation", epoch, learning_rate)
         rows.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if log:
             log.info("flow epoch %d/%d: train loss %.4f, validation loss %.4f nats/dim",
                      epoch, epochs, rows[-1]["train_loss"], val_loss)
-        if val_loss < best_loss:
+        if not validate:
+            best_epoch = epoch
+        elif val_loss < best_loss:
             best_loss, best_state, best_epoch = val_loss, copy.deepcopy(flow.state_dict()), epoch
         elif epoch - best_epoch >= patience:
             if log:
                 log.info("flow: no improvement for %d epochs, stopping; keeping epoch %d", patience, best_epoch)
             break
-    flow.load_state_dict(best_state)
+    if validate:
+        flow.load_state_dict(best_state)
     flow.eval()
     check_invertible(flow, x_train[::max(1, len(x_train) // ROUND_TRIP_ROWS)],
                      hint=f"lower the learning rate (now {learning_rate:g})")
-    return flow, pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss"])
+    curve = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss"])
+    return flow, curve.assign(kept=curve["epoch"] == best_epoch)
 
 
 def check_invertible(flow: Transform, x: np.ndarray, tolerance: float = ROUND_TRIP_TOLERANCE,

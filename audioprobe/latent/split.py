@@ -40,6 +40,31 @@ def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float
     return out
 
 
+def cv_folds(clips: pd.DataFrame, split: pd.DataFrame, factors: list[str], *, n_folds: int,
+             seed: int) -> pd.DataFrame:
+    """clip_id, group, fold for every clip outside the test split: grouped cross-validation folds for
+    decoding, stratified by label combination (e.g. material x action) so one set of folds serves every
+    factor and every layer. Test clips get no fold: they are never decoded, fitted or used to pick a layer.
+    """
+    import warnings
+
+    from audioprobe.latent.decode import FoldWarning, group_folds
+
+    if list(split["clip_id"]) != list(clips["clip_id"]):
+        raise ValueError("the split lists other clips than the manifest: rerun the latent_split rule")
+    columns = [f"label_{f}" for f in factors]
+    keep = (split["split"] != "test").to_numpy()
+    combination = clips[columns].astype(str).agg(" x ".join, axis=1).to_numpy()[keep]
+    groups = split["group"].astype(str).to_numpy()[keep]
+    with warnings.catch_warnings():  # a combination missing from some fold's training is no decoding gap
+        warnings.simplefilter("ignore", FoldWarning)
+        folds = group_folds(groups, combination, n_folds, seed, factor=" x ".join(factors))
+    fold = np.empty(len(groups), dtype=int)
+    for number, (_, test) in enumerate(folds):
+        fold[test] = number
+    return pd.DataFrame({"clip_id": split["clip_id"].to_numpy()[keep], "group": groups, "fold": fold})
+
+
 def split_masks(split_path, clip_ids) -> dict[str, np.ndarray]:
     """Boolean masks over ``clip_ids`` for each split, read from a split table."""
     from audioprobe.io.atomic import read_csv

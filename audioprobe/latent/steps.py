@@ -11,7 +11,7 @@ import pandas as pd
 from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
 from audioprobe.latent.projection import Projection
-from audioprobe.latent.split import class_codes, split_groups, split_masks
+from audioprobe.latent.split import class_codes, cv_folds, split_groups, split_masks
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,36 @@ def make_split(manifest_path, out_path, factors, settings: dict) -> pd.DataFrame
     return split
 
 
+DECODED_ON = ("train+val clips (the test split is never decoded); the projection is refitted on each fold's "
+              "training clips")
+
+
+def make_folds(manifest_path, split_path, out_path, factors, settings: dict) -> pd.DataFrame:
+    """The decoding folds over the clips outside the test split, written with their settings."""
+    from audioprobe.datasets.manifest import read_manifest
+
+    folds = cv_folds(read_manifest(manifest_path), read_csv(split_path), factors, n_folds=settings["folds"],
+                     seed=settings["seed"])
+    log.info("decoding folds over %d clips of %d recording groups outside the test split: %s", len(folds),
+             folds["group"].nunique(), folds.groupby("fold")["group"].nunique().to_dict())
+    write_csv(out_path, folds, config={"factors": factors, **settings, "clips": "train+val"})
+    return folds
+
+
+def _rows(data, index: np.ndarray, chunk: int) -> np.ndarray:
+    """Rows ``index`` (sorted) of an HDF5 layer as [rows, values], read in chunks of clips."""
+    width = int(np.prod(data.shape[1:]))
+    return np.concatenate([data[i:i + chunk].reshape(-1, width)[index[(index >= i) & (index < i + chunk)] - i]
+                           for i in range(0, data.shape[0], chunk)])
+
+
 def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
     """Fit the projection on the training clips and project every clip, reading the layer in chunks."""
     with LayerFile(layer_path) as layer:
         data = layer.activations
         clip_ids, labels, shape = layer.clip_ids, layer.labels, tuple(data.shape[1:])
         train = np.flatnonzero(split_masks(split_path, clip_ids)["train"])
-        x_train = np.concatenate([data[i:i + chunk].reshape(-1, int(np.prod(shape)))[
-            train[(train >= i) & (train < i + chunk)] - i] for i in range(0, data.shape[0], chunk)])
+        x_train = _rows(data, train, chunk)
         projection = Projection.fit(x_train, components, seed=seed)
         del x_train
         z = np.concatenate([projection.transform(data[i:i + chunk].reshape(-1, int(np.prod(shape))))
@@ -51,6 +73,34 @@ def project_layer(layer_path, split_path, out_path, *, components: int, seed: in
     projection.save(out_path, {"projected": z}, clip_ids=clip_ids, labels=labels,
                     attrs={"layer_shape": json.dumps(shape), "config": {"components": components, "seed": seed},
                            "source": str(layer_path)})
+
+
+def project_folds(layer_path, folds_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
+    """For each decoding fold, fit the projection on the fold's training clips and project every clip
+    outside the test split through it (``/projected`` [folds, clips, components])."""
+    from audioprobe.latent.projection import fold_projections
+
+    folds = read_csv(folds_path)
+    with LayerFile(layer_path) as layer:
+        data = layer.activations
+        position = {clip: i for i, clip in enumerate(layer.clip_ids)}
+        missing = [c for c in folds["clip_id"] if c not in position]
+        if missing:
+            raise ValueError(f"{layer_path} has no clip {missing[0]!r} of {folds_path}: rerun the folds rule")
+        index = np.array([position[c] for c in folds["clip_id"]])
+        order = np.argsort(index)
+        x = np.empty((len(index), int(np.prod(data.shape[1:]))), np.float32)
+        x[order] = _rows(data, index[order], chunk)
+        labels = {name: list(np.asarray(values)[index]) for name, values in layer.labels.items()}
+    fold_of = folds["fold"].to_numpy()
+    z, ratios = fold_projections(x, fold_of, components, seed=seed)
+    log.info("%s: %d folds, each projection fitted on its fold's %s training clips (%.1f %% of their variance "
+             "kept on average)", layer_path, z.shape[0], sorted(set(int((fold_of != f).sum()) for f in
+                                                                  np.unique(fold_of))), 100 * ratios.sum(1).mean())
+    write_arrays(out_path, {"projected": z, "fold": fold_of, "explained_variance_ratio": ratios},
+                 clip_ids=list(folds["clip_id"]), labels=labels,
+                 attrs={"config": {"components": components, "seed": seed}, "source": str(layer_path),
+                        "decoded_on": DECODED_ON})
 
 
 def projected(path) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
@@ -79,7 +129,9 @@ def factor_labels(labels: dict[str, list[str]], factors: list[str], where) -> di
 
 # --- decoding --------------------------------------------------------------------------------------------
 
-def decode_all_layers(projections: dict[str, str], split_path, factors, settings: dict, outputs) -> None:
+def decode_all_layers(projections: dict[str, str], folds_path, factors, settings: dict, outputs) -> None:
+    """Grouped KNN decoding of every factor from every layer's per-fold projections, the permutation null,
+    the layer comparisons and the figure."""
     from audioprobe.latent import decode
 
     features, labels, clip_ids = {}, None, None
@@ -88,21 +140,32 @@ def decode_all_layers(projections: dict[str, str], split_path, factors, settings
         if clip_ids is not None and ids != clip_ids:
             raise ValueError(f"{path} lists different clips from the other layers: rerun its projection")
         clip_ids, labels = ids, layer_labels
+    folds = read_csv(folds_path)
+    if list(folds["clip_id"]) != clip_ids:
+        raise ValueError(f"the projections list other clips than {folds_path}: rerun project_folds")
     factor_values = factor_labels(labels, factors, projections[next(iter(projections))])
-    table = decode.decode_layers(features, factor_values, groups_of(split_path, clip_ids), k=settings["k"],
-                                 metric=settings["metric"], n_folds=settings["folds"], seed=settings["seed"])
-    summary = decode.summarise_decoding(table)
+    n_folds = int(folds["fold"].nunique())
+    common = {"folds": folds["fold"].to_numpy(), "k": settings["k"], "metric": settings["metric"],
+              "seed": settings["seed"]}
+    groups = folds["group"].astype(str).to_numpy()
+    split = f"{decode.describe_split(n_folds)}, stratified by {' x '.join(factors)}"
+    table = decode.decode_layers(features, factor_values, groups, split=split, decoded_on=DECODED_ON, **common)
+    null = decode.null_distribution(features, factor_values, groups, permutations=settings["permutations"],
+                                    **common)
+    summary = decode.summarise_decoding(table, null)
     tests = pd.concat([decode.layer_comparisons(table, factor).assign(factor=factor) for factor in factors],
                       ignore_index=True)
-    record = {"factors": factors, **settings}
+    record = {"factors": factors, **settings, "decoded_on": DECODED_ON}
     write_csv(outputs.folds, table, config=record)
+    write_csv(outputs.null, null, config=record)
     write_csv(outputs.tests, tests, config=record)
     decode.plot_decoding(summary, outputs.figure)
     write_csv(outputs.summary, summary, config=record)
     for factor in factors:
         best = decode.best_layer(table, factor)
-        accuracy = summary[(summary.factor == factor) & (summary.layer == best)]["mean_accuracy"].iloc[0]
-        log.info("%s: best layer %s (mean accuracy %.3f)", factor, best, accuracy)
+        row = summary[(summary.factor == factor) & (summary.layer == best)].iloc[0]
+        log.info("%s: best layer %s (mean accuracy %.3f; permutation chance %.3f, 95th percentile %.3f, p %.4f)",
+                 factor, best, row["mean_accuracy"], row["null_mean"], row["null_p95"], row["p_permutation"])
 
 
 def best_layer(summary_path) -> str:
@@ -121,8 +184,18 @@ def encode_classes(values: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
     return np.stack([codes for codes, _ in coded.values()], axis=1), {f: names for f, (_, names) in coded.items()}
 
 
+def early_stopping_note(n_val: int, settings: dict) -> str:
+    if n_val:
+        return f"on the validation split ({n_val} clips, patience {settings['patience']} epochs)"
+    return (f"off: the validation split is empty (too few recording groups per label combination), so the flow "
+            f"trained for all {settings['epochs']} configured epochs and the last epoch is kept; test clips "
+            "never stand in")
+
+
 def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors, settings: dict, threads: int,
                     log: logging.Logger = log) -> None:
+    """Train the flow on the training split; early-stop on the validation split only (never on test clips),
+    or, without validation clips, train for the configured epochs and record that in curve.csv."""
     import torch
 
     from audioprobe.latent import flow as flows
@@ -132,26 +205,29 @@ def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors
     z, clip_ids, labels = projected(projection_path)
     codes, classes = encode_classes(factor_labels(labels, factors, projection_path))
     masks = split_masks(split_path, clip_ids)
-    validation = masks["val"] if masks["val"].any() else masks["test"]
+    train, val = masks["train"], masks["val"]
     hyper = {k: settings[k] for k in ("stages", "hidden", "householder", "sigma", "epochs", "batch_size",
                                       "learning_rate", "patience", "pairing", "seed")}
-    log.info("flow on %s: %d training, %d validation clips, %d dimensions", layer, masks["train"].sum(),
-             validation.sum(), z.shape[1])
-    model, curve = flows.train_flow(z[masks["train"]], codes[masks["train"]], z[validation], codes[validation],
-                                    log=log, **hyper)
+    stopping = early_stopping_note(int(val.sum()), hyper)
+    log.info("flow on %s: %d training, %d validation clips, %d dimensions; early stopping %s", layer, train.sum(),
+             val.sum(), z.shape[1], stopping)
+    model, curve = flows.train_flow(z[train], codes[train], z[val] if val.any() else None,
+                                    codes[val] if val.any() else None, log=log, **hyper)
     latents = flows.forward(model, z)
     error = flows.round_trip_error(model, z)
     dims = flows.factor_dims(z.shape[1], len(factors))
     record = {"layer": layer, "factors": list(factors), "classes": classes, "dim": int(z.shape[1]),
               "n_factors": len(factors), "factor_dims": dims, **hyper}
     flows.save_flow(outputs.checkpoint, model, record)
-    write_csv(outputs.curve, curve, config=record)
-    plot_curve(curve, outputs.curve_figure, title=f"flow on {layer}")
+    write_csv(outputs.curve, curve.assign(early_stopping=stopping), config={**record, "early_stopping": stopping})
+    plot_curve(curve, outputs.curve_figure, title=f"flow on {layer}" + ("" if val.any() else
+                                                                        " (no validation split: all epochs)"))
     write_arrays(outputs.latents, {"latents": latents}, clip_ids=clip_ids, labels=labels,
                  attrs={"config": record, "layer": layer})
     write_json(outputs.invertibility, {"max_abs_round_trip_error": error, "clips": len(clip_ids),
                                        "tolerance": 1e-4, "within_tolerance": bool(error <= 1e-4)})
-    log.info("round-trip error %.2e; best validation loss %.4f", error, curve["val_loss"].min())
+    kept = int(curve.loc[curve["kept"], "epoch"].iloc[0])
+    log.info("round-trip error %.2e; kept epoch %d of %d", error, kept, len(curve))
 
 
 def latents_of(path):
@@ -164,31 +240,38 @@ def latents_of(path):
 # --- Figure 1 and the manipulation check ---------------------------------------------------------------------
 
 def figure1_step(latents_path, split_path, outputs, *, factors, decode: dict) -> None:
+    """Figure 1 and the manipulation check on the test split only: the flow was fitted on the training clips
+    and early-stopped on the validation clips, so only test clips are new to it."""
     from audioprobe.latent import decode as decoding
     from audioprobe.plots import plot_factor_scatter
 
     latents, clip_ids, labels, record = latents_of(latents_path)
-    held_out = ~split_masks(split_path, clip_ids)["train"]
+    test = split_masks(split_path, clip_ids)["test"]
     values = factor_labels(labels, factors, latents_path)
     dims = record["factor_dims"]
     residual = [d for d in range(latents.shape[1]) if d not in dims]
-    plot_factor_scatter(latents[held_out][:, dims], {f: v[held_out] for f, v in values.items()}, factors,
-                        outputs.figure, title=f"held-out clips, flow on {record['layer']}")
-    groups = groups_of(split_path, clip_ids)[held_out]
+    plot_factor_scatter(latents[test][:, dims], {f: v[test] for f, v in values.items()}, factors,
+                        outputs.figure, title=f"test clips, flow on {record['layer']}")
+    groups = groups_of(split_path, clip_ids)[test]
+    n_folds = min(decode["folds"], len(set(groups)))
+    settings = {"k": decode["k"], "metric": decode["metric"], "n_folds": n_folds, "seed": decode["seed"]}
     rows = []
     for factor, dim in zip(factors, dims):
         other = [d for d in dims if d != dim]
-        for name, columns in (("own dimension", [dim]), ("other factor's dimension", other),
-                              ("residual dimensions", residual)):
-            folds = decoding.decode_factor(latents[held_out][:, columns], values[factor][held_out], groups,
-                                           k=decode["k"], metric=decode["metric"],
-                                           n_folds=min(decode["folds"], len(set(groups))), seed=decode["seed"])
-            rows.append({"factor": factor, "features": name, "dimensions": len(columns),
-                         "mean_accuracy": folds["accuracy"].mean(),
-                         "se": folds["accuracy"].std(ddof=1) / np.sqrt(len(folds)),
-                         "chance_majority": folds["chance"].mean(),
-                         "chance_uniform": 1 / len(set(values[factor][held_out])), "folds": len(folds)})
-    write_csv(outputs.check, pd.DataFrame(rows), config={"factors": factors, **decode, "clips": "held out"})
+        features = {"own dimension": latents[test][:, [dim]], "other factor's dimension": latents[test][:, other],
+                    "residual dimensions": latents[test][:, residual]}
+        target = {factor: values[factor][test]}
+        folds = decoding.decode_layers(features, target, groups, decoded_on="test clips", **settings)
+        null = decoding.null_distribution(features, target, groups, permutations=decode["permutations"],
+                                          **settings)
+        for _, row in decoding.summarise_decoding(folds, null).iterrows():
+            rows.append({"factor": factor, "features": row["layer"], "dimensions": features[row["layer"]].shape[1],
+                         "mean_accuracy": row["mean_accuracy"], "se": row["se_accuracy"],
+                         "chance_permutation": row["null_mean"], "null_p95": row["null_p95"],
+                         "p_permutation": row["p_permutation"], "chance_majority": row["mean_majority_chance"],
+                         "chance_uniform": 1 / len(set(target[factor])), "folds": row["n_folds"],
+                         "clips": int(test.sum())})
+    write_csv(outputs.check, pd.DataFrame(rows), config={"factors": factors, **decode, "clips": "test split"})
 
 
 # --- latent transfer -------------------------------------------------------------------------------------------
@@ -207,8 +290,8 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
     if layer_ids != clip_ids:
         raise ValueError(f"{inputs.activations} and {inputs.latents} list different clips: rerun the flow")
     use = np.ones(len(clip_ids), bool)
-    if settings["clips"] == "held_out":
-        use = ~split_masks(inputs.split, clip_ids)["train"]
+    if settings["clips"] == "held_out":  # the test split: the flow never trained or early-stopped on it
+        use = split_masks(inputs.split, clip_ids)["test"]
     rng = np.random.default_rng(settings["seed"])
     values = factor_labels(labels, factors, inputs.latents)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
@@ -216,7 +299,8 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
         file.attrs["config"] = json.dumps({"factors": list(factors), **settings}, sort_keys=True)
         for factor, dim in zip(factors, record["factor_dims"]):
             index = np.flatnonzero(use)
-            partners = transfer.choose_partners(latents[index, dim], values[factor][index],
+            other = values[next(f for f in factors if f != factor)][index]
+            partners = transfer.choose_partners(latents[index, dim], values[factor][index], other,
                                                 typical_quantile=settings["typical_quantile"],
                                                 max_clips=settings["max_clips"], rng=rng)
             for column in ("m", "p", "q"):
@@ -233,11 +317,15 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
                                      dtype=h5py.string_dtype(), track_times=False)
             group.attrs["class_m"] = json.dumps(partners["class_m"].tolist())
             group.attrs["class_q"] = json.dumps(partners["class_q"].tolist())
+            for column in ("p_other_fixed", "q_other_fixed"):
+                group.create_dataset(column, data=partners[column].to_numpy(bool), track_times=False)
+                group.attrs[column] = int(partners[column].sum())
             unchanged = group["M"][()].reshape(len(partners), -1)
             error = float(np.abs(unchanged - activations[partners["m"].to_numpy()]).max())
             group.attrs["round_trip_error"] = error
-            log.info("%s: %d atypical clips; unedited round trip changes activations by at most %.2e",
-                     factor, len(partners), error)
+            log.info("%s: %d atypical clips; P shares the other factor for %d, Q for %d (the rest are the "
+                     "fallback); unedited round trip changes activations by at most %.2e", factor, len(partners),
+                     partners["p_other_fixed"].sum(), partners["q_other_fixed"].sum(), error)
 
 
 def transfer_continue_step(edited_path, out_path, *, model_name: str, model_config: dict, weights, threads) -> None:
@@ -253,6 +341,8 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
             out.attrs[key] = value
         for factor in edited:
             group = out.create_group(factor)
+            for key, value in edited[factor].attrs.items():
+                group.attrs[key] = value
             for name in ("M", "M->P", "M->Q", "P", "Q"):
                 logits = network.forward_from(layer, edited[factor][name][()])["logits"]
                 group.create_dataset(name, data=logits, track_times=False)
@@ -271,18 +361,27 @@ def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
 
     from audioprobe.latent import transfer
     from audioprobe.plots import plot_transfer
-    from audioprobe.stats import compare_pairs
+    from audioprobe.stats import compare_pairs, confidence_interval
 
-    tables, rows = [], []
+    tables, rows, matched = [], [], {}
     with h5py.File(outputs_path, "r") as file:
         layer = file.attrs["layer"]
         for factor in file:
-            logits = {name: file[factor][name][()] for name in file[factor]}
+            logits = {name: file[factor][name][()] for name in transfer.CONDITIONS + transfer.REFERENCES}
             table = transfer.distances(logits, settings["distance_space"]).assign(factor=factor)
             tables.append(table)
             rows += [(f"{factor}: {a}", x, f"{factor}: {b}", y) for a, x, b, y in transfer.comparisons(table)]
+            matched[factor] = {key: int(file[factor].attrs.get(key, -1)) for key in ("p_other_fixed", "q_other_fixed")}
     distances = pd.concat(tables, ignore_index=True)
     statistics = compare_pairs(rows)
+    level = 0.95
+    statistics["ci_low"], statistics["ci_high"] = confidence_interval(
+        statistics["mean_diff"], statistics["se_diff"], statistics["df"], level=level, family=len(statistics))
+    statistics["ci_level"] = f"{100 * (1 - (1 - level) / len(statistics)):.4g} % (95 % Bonferroni-adjusted " \
+                             f"for {len(statistics)} comparisons)"
+    factor_of = statistics["label_a"].str.split(": ").str[0]
+    for key in ("p_other_fixed", "q_other_fixed"):
+        statistics[f"pairs_{key}"] = factor_of.map(lambda f: matched[f][key])
     record = {**settings, "layer": layer, "distance": f"Euclidean on {settings['distance_space']}",
               "selection": json.loads(file_config(outputs_path))}
     write_csv(outputs.distances, distances, config=record)

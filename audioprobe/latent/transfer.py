@@ -1,7 +1,8 @@
 """Latent transfer (Dick et al., Figure 2): move atypical sounds along a factor axis, watch the output.
 
-For one factor (say material), every held-out clip M whose factor value lies far from its own class
-mean (atypical) gets a typical partner P of its own class and a typical partner Q of another class.
+For one factor (say material), every test clip M whose factor value lies far from its own class mean
+(atypical) gets a typical partner P of its own class and a typical partner Q of another class, both with
+M's value of the other factor (action), each drawn once.
 M's factor value is replaced by P's (M->P) or Q's (M->Q); M itself goes through the same round trip
 unchanged (M), so all three differ only in the edit. The network then continues from the edited layer,
 and distances in its output space say whether M moved towards P's or Q's semantics.
@@ -17,36 +18,80 @@ REFERENCES = ("P", "Q")
 SPACES = ("logits", "log_probabilities")
 
 
-def choose_partners(values: np.ndarray, classes: np.ndarray, *, typical_quantile: float, max_clips: int,
-                    rng: np.random.Generator) -> pd.DataFrame:
-    """Rows m, p, q (indices into ``values``) and the classes of M and Q.
+def choose_partners(values: np.ndarray, classes: np.ndarray, others: np.ndarray | None = None, *,
+                    typical_quantile: float, max_clips: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Rows m, p, q (indices into ``values``), the classes of M and Q, M's value of the other factor, and
+    whether P and Q share it (p_other_fixed, q_other_fixed).
 
     Typical clips lie within the ``typical_quantile`` of their class's distances to the class mean;
-    atypical clips lie beyond it. Each atypical clip is used once.
+    atypical clips lie beyond it. As in the original, the other factor is held fixed: P is a typical clip of
+    M's class and Q one of another class (drawn uniformly among the classes that have one), both with M's
+    value of the other factor (``others``; editing material keeps the action). Partners are drawn without
+    replacement: no clip is P twice or Q twice, and each atypical clip is M at most once. Where a
+    combination has too few typical clips, M is dropped once they are used up, as the original cropped M, P
+    and Q to equal numbers. Fallback, only where the data have no typical clip at all with M's value of the
+    other factor (nested factors, or a combination whose clips are all atypical for their class): the
+    partner is drawn with any value of it and flagged False in p_other_fixed / q_other_fixed.
     """
     values, classes = np.asarray(values, float), np.asarray(classes).astype(str)
+    others = np.zeros(len(values), str) if others is None else np.asarray(others).astype(str)
+    if not len(values) == len(classes) == len(others):
+        raise ValueError(f"values, classes and others must have one entry per clip, got {len(values)}, "
+                         f"{len(classes)} and {len(others)}")
     names = sorted(set(classes))
     if len(names) < 2:
         raise ValueError(f"latent transfer needs at least two classes of the factor, found {names}")
+    typical, atypical = _typical_and_atypical(values, classes, names, typical_quantile)
+    rng.shuffle(atypical)
+    free = {"p": set(typical.tolist()), "q": set(typical.tolist())}
+    rows = []
+    for m in atypical:
+        if len(rows) >= max_clips:
+            break
+        own, other = classes[m], others[m]
+        p, p_fixed = _draw(free["p"], typical, [own], classes, others, other, rng)
+        q, q_fixed = _draw(free["q"], typical, [c for c in names if c != own], classes, others, other, rng)
+        if p is None or q is None:
+            continue
+        free["p"].discard(p)
+        free["q"].discard(q)
+        rows.append({"m": int(m), "p": int(p), "q": int(q), "class_m": own, "class_q": classes[q],
+                     "other": other, "p_other_fixed": p_fixed, "q_other_fixed": q_fixed})
+    if len(rows) < 2:
+        raise ValueError(f"only {len(rows)} atypical clip(s) found typical partners: the clips are too few; "
+                         "use more recordings, the clips 'all' or another latent.transfer.typical_quantile")
+    return pd.DataFrame(rows)
+
+
+def _typical_and_atypical(values, classes, names, typical_quantile) -> tuple[np.ndarray, np.ndarray]:
     means = {c: values[classes == c].mean() for c in names}
     distance = np.abs(values - np.array([means[c] for c in classes]))
-    typical, atypical = {}, []
+    typical, atypical = [], []
     for name in names:
         members = np.flatnonzero(classes == name)
         cut = np.quantile(distance[members], typical_quantile)
-        typical[name] = members[distance[members] <= cut]
+        typical.extend(members[distance[members] <= cut])
         atypical.extend(members[distance[members] > cut])
-    atypical = np.array(sorted(atypical), dtype=int)
-    rng.shuffle(atypical)
-    rows = []
-    for m in atypical[:max_clips]:
-        own = classes[m]
-        other = names[(names.index(own) + 1 + rng.integers(len(names) - 1)) % len(names)]
-        rows.append({"m": int(m), "p": int(rng.choice(typical[own])), "q": int(rng.choice(typical[other])),
-                     "class_m": own, "class_q": other})
-    if not rows:
-        raise ValueError("no atypical clips to transfer: every class has too few held-out clips")
-    return pd.DataFrame(rows)
+    return np.array(sorted(typical), dtype=int), np.array(sorted(atypical), dtype=int)
+
+
+def _draw(free: set, typical: np.ndarray, wanted: list[str], classes, others, other, rng):
+    """(clip, other factor kept): an unused typical clip of one of the ``wanted`` classes with the other
+    factor's value ``other`` (class drawn uniformly among those that have one left, then the clip), or
+    (None, _) once such clips are used up. Only if no typical clip of those classes ever had that value is
+    the value let go (the fallback)."""
+    wanted_typical = typical[np.isin(classes[typical], wanted)]
+    fixed = bool((others[wanted_typical] == other).any())
+    pool = np.array(sorted(free), dtype=int)
+    candidates = pool[np.isin(classes[pool], wanted)] if len(pool) else pool
+    if fixed:
+        candidates = candidates[others[candidates] == other]
+    if not len(candidates):
+        return None, fixed
+    present = sorted(set(classes[candidates]))
+    chosen = present[rng.integers(len(present))]
+    candidates = candidates[classes[candidates] == chosen]
+    return int(candidates[rng.integers(len(candidates))]), fixed
 
 
 def edited_latents(latents: np.ndarray, partners: pd.DataFrame, dim: int) -> dict[str, np.ndarray]:

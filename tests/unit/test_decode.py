@@ -50,18 +50,18 @@ def test_grouping_removes_the_leak_that_row_wise_folds_let_through():
     grouped = decode.decode_factor(features, labels, groups, k=3, n_folds=10, seed=0)
     assert row_wise > 0.95  # neighbours from the same recording give the label away
     assert grouped["accuracy"].mean() < 0.7
-    assert abs(grouped["accuracy"].mean() - grouped["chance"].mean()) < 0.2
+    assert abs(grouped["accuracy"].mean() - grouped["majority_chance"].mean()) < 0.2
     assert grouped["n_test"].sum() == len(groups)
 
 
 def test_a_layer_with_signal_decodes_above_chance_and_noise_does_not():
     features, labels, groups = layered_data()
     table = decode.decode_layers(features, {"material": labels}, groups, k=3, n_folds=4, seed=0)
-    assert list(table.columns[:9]) == ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "chance",
-                                       "chance_balanced", "n_train", "n_test"]
+    assert list(table.columns[:9]) == ["layer", "factor", "fold", "accuracy", "balanced_accuracy",
+                                       "majority_chance", "majority_chance_balanced", "n_train", "n_test"]
     assert list(dict.fromkeys(table["layer"])) == ["noise_early", "signal", "noise_late"]
     mean = table.groupby("layer")["accuracy"].mean()
-    chance = table["chance"].mean()
+    chance = table["majority_chance"].mean()
     assert 0.2 < chance < 0.5
     assert mean["signal"] > 0.9
     assert mean["noise_early"] < chance + 0.25 and mean["noise_late"] < chance + 0.25
@@ -76,7 +76,7 @@ def test_chance_is_the_training_majority_class_on_the_test_fold():
     features, labels, groups = layered_data()
     folds = decode.group_folds(groups, labels, n_folds=4, seed=0)
     table = decode.decode_factor(features["signal"], labels, groups, n_folds=4, seed=0)
-    for (train, test), chance in zip(folds, table["chance"]):
+    for (train, test), chance in zip(folds, table["majority_chance"]):
         majority = pd.Series(labels[train]).value_counts().sort_index().idxmax()
         assert chance == pytest.approx(np.mean(labels[test] == majority))
 
@@ -196,7 +196,9 @@ def test_layer_comparisons_need_every_layer_on_every_fold():
 def test_plot_decoding_writes_the_figure_atomically(tmp_path, suffix):
     features, labels, groups = layered_data()
     factors = {"material": labels, "parity": groups % 2}
-    summary = decode.summarise_decoding(decode.decode_layers(features, factors, groups, n_folds=4))
+    table = decode.decode_layers(features, factors, groups, n_folds=4)
+    null = decode.null_distribution(features, factors, groups, permutations=20, n_folds=4)
+    summary = decode.summarise_decoding(table, null)
     path = tmp_path / "figures" / f"decoding{suffix}"
     decode.plot_decoding(summary, path)
     data = path.read_bytes()
@@ -208,3 +210,97 @@ def test_plot_decoding_writes_the_figure_atomically(tmp_path, suffix):
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     with pytest.raises(ValueError, match="end the path in .png or .svg"):
         decode.plot_decoding(summary, tmp_path / "decoding.pdf")
+
+
+def test_the_neighbour_vote_is_scikit_learns_knn_also_with_one_feature_matrix_per_fold():
+    features, labels, groups = layered_data()
+    fold_of = np.zeros(len(groups), int)
+    for number, (_, test) in enumerate(decode.group_folds(groups, labels, n_folds=4, seed=1)):
+        fold_of[test] = number
+    rng = np.random.default_rng(5)
+    per_fold = np.stack([features["signal"] + rng.normal(0, 2, features["signal"].shape) for _ in range(4)])
+    table = decode.decode_layers({"signal": per_fold}, {"material": labels}, groups, folds=fold_of, k=5)
+    for fold, accuracy in zip(range(4), table["accuracy"]):
+        train, test = fold_of != fold, fold_of == fold
+        model = KNeighborsClassifier(n_neighbors=5).fit(per_fold[fold][train], labels[train])
+        assert accuracy == pytest.approx(np.mean(model.predict(per_fold[fold][test]) == labels[test]))
+    with pytest.raises(ValueError, match="features for 4 folds but folds has 2"):
+        decode.decode_layers({"signal": per_fold}, {"material": labels}, groups, folds=fold_of % 2)
+    split_group = fold_of.copy()
+    split_group[np.flatnonzero(groups == groups[0])[0]] = (fold_of[0] + 1) % 4
+    with pytest.raises(ValueError, match="lies in more than one fold"):
+        decode.decode_layers({"signal": features["signal"]}, {"material": labels}, groups, folds=split_group)
+
+
+def test_permutation_null_gives_real_signal_a_small_p_and_shuffled_labels_a_large_one():
+    features, labels, groups = layered_data()
+    factors = {"material": labels}
+    table = decode.decode_layers(features, factors, groups, n_folds=4, seed=0)
+    null = decode.null_distribution(features, factors, groups, permutations=200, n_folds=4, seed=0)
+    summary = decode.summarise_decoding(table, null).set_index("layer")
+    assert summary.loc["signal", "p_permutation"] == pytest.approx(1 / 201)  # never 0: (1 + 0) / (1 + 200)
+    assert summary.loc["signal", "mean_accuracy"] > summary.loc["signal", "null_p95"]
+    # the same features with the labels shuffled over recordings carry no signal: p is large
+    rng = np.random.default_rng(11)
+    group_labels = labels[np.unique(groups, return_index=True)[1]]
+    shuffled = {"material": rng.permutation(group_labels)[groups]}
+    table = decode.decode_layers(features, shuffled, groups, n_folds=4, seed=0)
+    null = decode.null_distribution(features, shuffled, groups, permutations=200, n_folds=4, seed=0)
+    summary = decode.summarise_decoding(table, null).set_index("layer")
+    assert summary.loc["signal", "p_permutation"] > 0.1
+    assert abs(summary.loc["signal", "mean_accuracy"] - summary.loc["signal", "null_mean"]) < 0.1
+    np.testing.assert_allclose(summary["p_permutation_holm"], decode.stats.holm(summary["p_permutation"]))
+
+
+def test_the_null_is_the_chance_level_where_the_majority_guess_falls_below_one_over_k():
+    # 6 balanced classes of 4 recordings each, 8 folds of 3 recordings: the test fold's classes are short in
+    # its training clips, so the training majority is never among them and the majority "chance" is 0.
+    rng = np.random.default_rng(0)
+    groups, labels = recordings(24, 3, rng, n_classes=6)
+    fold_of = np.zeros(len(groups), int)
+    for number, (_, test) in enumerate(decode.group_folds(groups, labels, n_folds=8, seed=0)):
+        fold_of[test] = number
+    factors = {"material": labels}
+
+    def uninformative():
+        return {"noise": rng.normal(size=(24, 6))[groups] + rng.normal(0, 0.3, (len(groups), 6))}
+
+    # layers without any information about the labels: what they score, and the p-values they get
+    scores, pvalues, null_means = [], [], []
+    for seed in range(60):
+        features = uninformative()
+        table = decode.decode_layers(features, factors, groups, folds=fold_of)
+        null = decode.null_distribution(features, factors, groups, folds=fold_of, permutations=100, seed=seed)
+        summary = decode.summarise_decoding(table, null).iloc[0]
+        scores.append(summary["mean_accuracy"])
+        pvalues.append(summary["p_permutation"])
+        null_means.append(summary["null_mean"])
+    assert summary["mean_majority_chance"] == 0 < 1 / 6
+    assert np.mean(null_means) == pytest.approx(np.mean(scores), abs=0.02)
+    # calibrated: about 10 % of uninformative layers reach p <= 0.1 (a free shuffle over all recordings,
+    # which ignores that the folds were stratified, gives about 15 % here)
+    assert np.mean(np.array(pvalues) <= 0.1) < 0.2
+
+
+def test_the_null_is_seeded_and_shuffles_whole_recordings():
+    features, labels, groups = layered_data()
+    factors = {"material": labels}
+    first = decode.null_distribution(features, factors, groups, permutations=30, n_folds=4, seed=3)
+    pd.testing.assert_frame_equal(first, decode.null_distribution(features, factors, groups, permutations=30,
+                                                                  n_folds=4, seed=3))
+    other = decode.null_distribution(features, factors, groups, permutations=30, n_folds=4, seed=4)
+    assert not np.array_equal(first["accuracy"], other["accuracy"])
+    shuffled = decode.permuted_labels(labels, groups, 25, np.random.default_rng(0))
+    assert shuffled.shape == (25, len(labels))
+    for row in shuffled:
+        assert (pd.Series(row).groupby(groups).nunique() == 1).all()  # a recording keeps one label
+        np.testing.assert_array_equal(np.sort(row), np.sort(labels))  # class counts unchanged
+    assert not all(np.array_equal(row, labels) for row in shuffled)
+    folds = decode.group_folds(groups, labels, 4, seed=0)
+    within = decode.permuted_labels(labels, groups, 10, np.random.default_rng(1), folds)
+    for _, test in folds:  # shuffled within folds: each fold keeps its class counts (its stratification)
+        for row in within:
+            np.testing.assert_array_equal(np.sort(row[test]), np.sort(labels[test]))
+    assert not all(np.array_equal(row, labels) for row in within)
+    with pytest.raises(ValueError, match="permutations must be a whole number >= 1"):
+        decode.null_distribution(features, factors, groups, permutations=0, n_folds=4)

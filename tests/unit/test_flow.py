@@ -194,7 +194,7 @@ def test_training_puts_the_classes_on_their_factor_dimensions(problem, trained):
     assert material >= 0.85 and material >= accuracy["untrained"][0] + 0.2, accuracy  # chance 1/3
     assert action >= 0.95 and action > accuracy["untrained"][1], accuracy  # chance 1/2
     assert fixed_val_loss(flow, x_val, y_val) < fixed_val_loss(untrained, x_val, y_val) - 0.1
-    assert list(curve.columns) == ["epoch", "train_loss", "val_loss"]
+    assert list(curve.columns) == ["epoch", "train_loss", "val_loss", "kept"]
     assert curve["epoch"].tolist() == list(range(1, len(curve) + 1))
     assert curve["val_loss"].min() < curve["val_loss"].iloc[0] - 0.1
     assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
@@ -208,6 +208,7 @@ def test_early_stopping_keeps_the_best_epoch(problem, trained):
     best = curve["val_loss"].idxmin()
     assert len(curve) < SETTINGS["epochs"], "the fixture should stop early; raise epochs or lower patience"
     assert len(curve) - 1 - best == SETTINGS["patience"]
+    assert curve["kept"].tolist() == [i == best for i in range(len(curve))]
     # the validation pairs are drawn from seed 1's child stream; rebuild them to check the returned weights
     _, val_seed = np.random.SeedSequence(1).spawn(2)
     x_val, y_val = problem["val"]
@@ -234,6 +235,17 @@ def test_training_is_reproducible_with_a_seed():
         assert torch.equal(a, b)
     assert not curve_0.equals(curve_1)
     assert any(not torch.equal(a, b) for a, b in zip(flow_0.state_dict().values(), flow_1.state_dict().values()))
+
+
+def test_without_validation_data_every_epoch_runs_and_the_last_is_kept():
+    x, y = synthetic(200, 6, seed=4)
+    small = dict(SETTINGS, stages=1, hidden=16, householder=4, epochs=6, patience=1)
+    flow, curve = F.train_flow(x, y, None, None, **small, seed=0)
+    assert curve["epoch"].tolist() == list(range(1, 7)) and curve["val_loss"].isna().all()
+    assert curve["kept"].tolist() == [False] * 5 + [True]
+    # the returned weights are the last epoch's: one more epoch from the same seed changes them
+    longer, _ = F.train_flow(x, y, None, None, **dict(small, epochs=7), seed=0)
+    assert any(not torch.equal(a, b) for a, b in zip(flow.state_dict().values(), longer.state_dict().values()))
 
 
 def test_bad_inputs_and_divergence_raise_clear_errors():

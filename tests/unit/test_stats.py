@@ -101,3 +101,20 @@ def test_compare_pairs_adds_corrected_columns_across_rows():
     assert table.loc[0, "p_t"] < 1e-6
     with pytest.raises(ValueError, match="at least one"):
         stats.compare_pairs([])
+
+
+def test_bonferroni_interval_excludes_zero_exactly_when_the_corrected_paired_t_test_is_significant():
+    rng = np.random.default_rng(4)
+    rows = [(f"a{i}", rng.normal(0, 1, 12), f"b{i}", rng.normal(shift, 1, 12))
+            for i, shift in enumerate([0.0, 0.3, 0.8, 1.2, 2.0, 0.6])]
+    table = stats.compare_pairs(rows)
+    low, high = stats.confidence_interval(table["mean_diff"], table["se_diff"], table["df"], family=len(table))
+    excludes_zero = (low > 0) | (high < 0)
+    significant = table["p_t_bonferroni"] < 0.05
+    assert excludes_zero.tolist() == significant.tolist() and 0 < significant.sum() < len(table)
+    # the interval is wider than an uncorrected one, and centred on the mean difference
+    plain_low, _ = stats.confidence_interval(table["mean_diff"], table["se_diff"], table["df"])
+    assert (low < plain_low).all()
+    np.testing.assert_allclose((low + high) / 2, table["mean_diff"])
+    with pytest.raises(ValueError, match="family"):
+        stats.confidence_interval(0.0, 1.0, 5, family=0)
