@@ -234,7 +234,7 @@ rule closed_concepts:
         ),
         top=f"{DISSECT}/closed_concepts.h5",
     params:
-        dissect=dissect_setting("similarity", "methods", "pruning"),
+        dissect=closed_concepts_setting,
     log:
         "results/logs/closed_concepts/{model}/{dataset}.log",
     benchmark:

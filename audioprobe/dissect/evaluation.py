@@ -117,14 +117,16 @@ def candidate_pool(open_table: pd.DataFrame, layers, units: dict | None = None) 
 
 
 def pruning_selections(classes, concepts, tops: dict, open_table: pd.DataFrame, layers, settings: dict) -> dict:
-    """{(strategy, class): [(layer, neuron), ...]}: the neurons each strategy prunes to unlearn a class.
+    """{(strategy, class): [draw, ...]}, each draw a sorted list of (layer, neuron): what each strategy prunes
+    to unlearn a class.
 
     Every strategy chooses from the same pool (`candidate_pool`; ``pruning.pool``: the summarised neurons,
     or all neurons of the pruned layers, when OCP takes part only if every one of them is summarised).
     db/tab: the class is among the neuron's top concepts; ocp: a calibrated noun of the neuron is a whole
-    word of the class name (the original matched substrings, so "rain" pruned neurons for "train");
-    random_<strategy>: exactly as many pool neurons as <strategy> prunes for that class, drawn with a seed
-    of its own (seed, strategy, class)."""
+    word of the class name (the original matched substrings, so "rain" pruned neurons for "train"). These
+    are one draw each. random_<strategy>: ``pruning.random_seeds`` draws, each of exactly as many pool
+    neurons as <strategy> prunes for that class, drawn with a seed of its own (seed, draw, strategy, class);
+    the original drew once."""
     pruning = settings["pruning"]
     pool = pruning_pool(open_table, layers, tops, pruning)
     with_ocp = set(pool) <= set(candidate_pool(open_table, layers))
@@ -138,9 +140,10 @@ def pruning_selections(classes, concepts, tops: dict, open_table: pd.DataFrame, 
         if not with_ocp:
             del chosen["ocp"]
         for strategy, neurons in chosen.items():
-            selections[(strategy, name)] = neurons
-            selections[(f"random_{strategy}", name)] = _random_choice(pool, len(neurons), pruning["seed"],
-                                                                      strategy, name)
+            selections[(strategy, name)] = [neurons]
+            selections[(f"random_{strategy}", name)] = [
+                _random_choice(pool, len(neurons), pruning["seed"], draw, strategy, name)
+                for draw in range(pruning["random_seeds"])]
     return selections
 
 
@@ -166,9 +169,9 @@ def _concept_choices(name, index, pool, tops, open_table, settings) -> dict:
     return chosen
 
 
-def _random_choice(pool, count: int, seed: int, strategy: str, name: str) -> list:
-    """``count`` pool neurons, sorted, drawn by a generator seeded with (seed, strategy, class)."""
-    entropy = [seed, zlib.crc32(strategy.encode()), zlib.crc32(str(name).encode())]
+def _random_choice(pool, count: int, seed: int, draw: int, strategy: str, name: str) -> list:
+    """``count`` pool neurons, sorted, drawn by a generator seeded with (seed, draw, strategy, class)."""
+    entropy = [seed, draw, zlib.crc32(strategy.encode()), zlib.crc32(str(name).encode())]
     picks = np.random.default_rng(entropy).choice(len(pool), size=count, replace=False)
     return [pool[i] for i in sorted(picks)]
 
@@ -180,55 +183,103 @@ def strategy_order(strategy: str) -> tuple[int, int]:
     return rank, int(strategy.startswith("random_"))
 
 
+PRUNING_MEASURES = tuple(f"{kind}_{quantity}" for quantity in ("probability", "logit")
+                         for kind in ("delta_target", "delta_rest", "difference"))
+
+
+def sd(values) -> float:
+    """Sample standard deviation (ddof = 1); NaN for fewer than two values (no spread to report)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
 def pruning_effects(network, selections: dict, units: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Change (after - before) of the true-class probability and logit on held-out clips of the target class
-    (delta_target) and of the other classes (delta_rest), per strategy and class, and their means."""
+    (delta_target) and of the other classes (delta_rest), per strategy and class, and their means over
+    classes.
+
+    A strategy with several draws (the random baselines) gets, per class, the mean over draws and its SD
+    (``<measure>_sd``, ddof = 1); per strategy, each draw's mean over classes, then the mean and SD of these
+    over draws. Strategies of one draw have no SD (NaN)."""
     base = network.baseline
     names = np.asarray(network.head.classes)
-    rows = []
-    for (strategy, name), neurons in sorted(selections.items()):
+    cache = {}
+
+    def outputs(neurons):
+        key = frozenset(neurons)
+        if key not in cache:
+            cache[key] = network.outputs(channel_masks(sorted(key), units)) if key else base
+        return cache[key]
+
+    rows, draws_of = [], {}
+    for (strategy, name), draws in sorted(selections.items()):
         target = names[network.truth] == name
         if not target.any():
             continue
-        after = network.outputs(channel_masks(neurons, units)) if neurons else base
-        row = {"strategy": strategy, "class": name, "pruned": len(neurons)}
-        for quantity in ("probability", "logit"):
-            change = after[quantity] - base[quantity]
-            row[f"delta_target_{quantity}"] = float(change[target].mean())
-            row[f"delta_rest_{quantity}"] = float(change[~target].mean()) if (~target).any() else float("nan")
-            row[f"difference_{quantity}"] = row[f"delta_target_{quantity}"] - row[f"delta_rest_{quantity}"]
+        values = {measure: [] for measure in PRUNING_MEASURES}
+        for neurons in draws:
+            after = outputs(neurons)
+            for quantity in ("probability", "logit"):
+                change = after[quantity] - base[quantity]
+                on_target = float(change[target].mean())
+                on_rest = float(change[~target].mean()) if (~target).any() else float("nan")
+                values[f"delta_target_{quantity}"].append(on_target)
+                values[f"delta_rest_{quantity}"].append(on_rest)
+                values[f"difference_{quantity}"].append(on_target - on_rest)
+        row = {"strategy": strategy, "class": name, "pruned": len(draws[0]), "draws": len(draws)}
+        for measure, draw_values in values.items():
+            row[measure] = float(np.mean(draw_values))
+            row[f"{measure}_sd"] = sd(draw_values)
         rows.append(row)
-        log.info("pruned %d neurons for %s (%s): target %+.3f, rest %+.3f", len(neurons), name, strategy,
-                 row["delta_target_probability"], row["delta_rest_probability"])
+        draws_of.setdefault(strategy, []).append(values)
+        log.info("pruned %d neurons for %s (%s, %d draws): target %+.3f, rest %+.3f", len(draws[0]), name,
+                 strategy, len(draws), row["delta_target_probability"], row["delta_rest_probability"])
     per_class = pd.DataFrame(rows)
-    summary = per_class.groupby("strategy", sort=True).agg(
-        classes=("class", "count"), mean_pruned=("pruned", "mean"),
-        **{column: (column, "mean") for column in per_class.columns if column.startswith(("delta", "difference"))}
-    ).reset_index()
+    summary = []
+    for strategy, group in per_class.groupby("strategy", sort=False):
+        row = {"strategy": strategy, "classes": len(group), "mean_pruned": float(group["pruned"].mean()),
+               "draws": int(group["draws"].iloc[0])}
+        for measure in PRUNING_MEASURES:
+            by_draw = np.mean([values[measure] for values in draws_of[strategy]], axis=0)  # mean over classes
+            row[measure] = float(by_draw.mean())
+            row[f"{measure}_sd"] = sd(by_draw)
+        summary.append(row)
+    summary = pd.DataFrame(summary)
     summary = summary.iloc[sorted(range(len(summary)), key=lambda i: strategy_order(summary["strategy"][i]))]
     return per_class, summary.reset_index(drop=True)
 
 
-def plot_pruning(summary: pd.DataFrame, path) -> None:
+def pruning_figure(summary: pd.DataFrame):
     import matplotlib.pyplot as plt
-
-    from audioprobe.plots import save_figure
 
     figure, axis = plt.subplots(figsize=(max(4.5, 0.8 * len(summary)), 3.4))
     x = np.arange(len(summary))
-    axis.bar(x - 0.2, summary["delta_target_probability"], 0.4, label="target class")
-    axis.bar(x + 0.2, summary["delta_rest_probability"], 0.4, label="other classes")
+    several = summary["draws"].to_numpy() > 1
+    for offset, measure, label in ((-0.2, "delta_target_probability", "target class"),
+                                   (0.2, "delta_rest_probability", "other classes")):
+        axis.bar(x + offset, summary[measure], 0.4, label=label)
+        if several.any():  # the random baselines: mean over draws and +- 1 SD over draws
+            axis.errorbar(x[several] + offset, summary[measure][several], yerr=summary[f"{measure}_sd"][several],
+                          fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     axis.axhline(0, color="black", linewidth=0.6)
     axis.set_xticks(x, summary["strategy"].str.replace("random_", "random\n(", regex=False)
                     + np.where(summary["strategy"].str.startswith("random_"), ")", ""), fontsize=7)
     axis.set_ylabel("change in true-class probability")
     axis.legend(fontsize=7)
     title = "Pruning neurons by concept (held-out clips)"
+    if several.any():
+        title += f"\nrandom baselines: mean \u00b1 SD over {int(summary['draws'][several].max())} draws"
     if "pool_neurons" in summary:
         title += f"\ncandidates: {summary['pool_neurons'].iloc[0]} neurons ({summary['candidate_pool'].iloc[0]})"
     axis.set_title(title, fontsize=8)
     figure.tight_layout()
-    save_figure(figure, path)
+    return figure
+
+
+def plot_pruning(summary: pd.DataFrame, path) -> None:
+    from audioprobe.plots import save_figure
+
+    save_figure(pruning_figure(summary), path)
 
 
 # --- ablation by part of speech -------------------------------------------------------------------------------
@@ -241,7 +292,8 @@ def pos_ablation(network, open_table: pd.DataFrame, units: dict, settings: dict)
     """Figure 4(a): for each fraction r, prune the r share (rounded up) of the summarised neurons with the most
     words of each part of speech (or the longest calibrated summaries), and as many random ones; held-out
     accuracy and true-class probability after pruning. Everything is averaged over ``seeds``: a seed draws
-    the random neurons and breaks ties in the counts (many neurons share a count, often 0)."""
+    the random neurons and breaks ties in the counts (many neurons share a count, often 0); ``accuracy_sd``
+    is the SD over seeds (ddof = 1; NaN for one seed)."""
     neurons = list(zip(open_table["layer"], open_table["neuron"].astype(int)))
     base = network.baseline
     effects = {}
@@ -261,7 +313,7 @@ def pos_ablation(network, open_table: pd.DataFrame, units: dict, settings: dict)
             results = np.asarray([effect(_ablated(open_table, neurons, category, count, seed))
                                   for seed in range(settings["seeds"])])
             rows.append({"fraction": fraction, "category": category.removeprefix("n_"), "pruned": count,
-                         "accuracy": results[:, 0].mean(), "accuracy_sd": results[:, 0].std(),
+                         "seeds": len(results), "accuracy": results[:, 0].mean(), "accuracy_sd": sd(results[:, 0]),
                          "delta_accuracy": results[:, 0].mean() - float(base["correct"].mean()),
                          "delta_true_probability": results[:, 1].mean(),
                          "baseline_accuracy": float(base["correct"].mean())})
@@ -281,25 +333,33 @@ def _ablated(open_table, neurons, category: str, count: int, seed: int) -> list:
     return [neurons[i] for i in sorted(order[:count])]
 
 
-def plot_pos_ablation(table: pd.DataFrame, path) -> None:
+def pos_ablation_figure(table: pd.DataFrame):
+    """Accuracy per category over the ablated share; every line of several seeds gets +- 1 SD bars."""
     import matplotlib.pyplot as plt
-
-    from audioprobe.plots import save_figure
 
     figure, axis = plt.subplots(figsize=(4.8, 3.4))
     for category, group in table.groupby("category", sort=False):
         random = category == "random"
+        spread = group["accuracy_sd"].notna().all()
         axis.errorbar(100 * group["fraction"], 100 * group["accuracy"],
-                      yerr=100 * group["accuracy_sd"] if random else None, marker="o", markersize=3,
-                      color="black" if random else None, linestyle="--" if random else "-", label=category)
+                      yerr=100 * group["accuracy_sd"] if spread else None, capsize=2 if spread else 0,
+                      marker="o", markersize=3, color="black" if random else None,
+                      linestyle="--" if random else "-", label=category)
     axis.axhline(100 * table["baseline_accuracy"].iloc[0], color="grey", linewidth=0.6, label="no pruning")
     axis.set_xlabel("summarised neurons ablated (%)")
     axis.set_ylabel("held-out accuracy (%)")
     axis.legend(fontsize=7)
+    seeds = f"mean \u00b1 SD over {int(table['seeds'].iloc[0])} seeds\n" if "seeds" in table else ""
     axis.set_title("Figure 4(a): ablating neurons with the most words of a part of speech\n"
-                   "(panels b and c, adjective groups, not implemented)", fontsize=8)
+                   f"{seeds}(panels b and c, adjective groups, not implemented)", fontsize=8)
     figure.tight_layout()
-    save_figure(figure, path)
+    return figure
+
+
+def plot_pos_ablation(table: pd.DataFrame, path) -> None:
+    from audioprobe.plots import save_figure
+
+    save_figure(pos_ablation_figure(table), path)
 
 
 # --- interpretability by caption clusters -----------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 
 from audioprobe.dissect import neurons
 from audioprobe.dissect.cache import TextCache
-from audioprobe.dissect.evaluation import (caption_clusters, caption_sentences, last_layer_accuracy, pos_ablation,
+from audioprobe.dissect.evaluation import (_ablated, caption_clusters, caption_sentences, last_layer_accuracy,
+                                           pos_ablation, pos_ablation_figure, pruning_effects, pruning_figure,
                                            pruning_selections, uninterpretable_share)
 from audioprobe.dissect.steps import channel_masks, fit_head, read_concepts
 
@@ -120,12 +121,13 @@ def test_pruning_selections_match_classes_by_top_concepts_and_whole_words():
     open_table = pd.DataFrame({"layer": ["layer1", "layer1", "layer1"], "neuron": [0, 1, 2],
                                "nouns": ["rain drop", "train", "trainer"]})
     settings = {"methods": ["db"], "pruning": {"top": 1, "db_function": "cos3", "tab_function": "soft_wpmi",
-                                               "seed": 20, "pool": "summarised"}}
+                                               "seed": 20, "random_seeds": 2, "pool": "summarised"}}
     chosen = pruning_selections(["rain", "train"], concepts, tops, open_table, ["layer1"], settings)
-    assert chosen[("db", "rain")] == [("layer1", 0)] and chosen[("db", "train")] == [("layer1", 1)]
+    assert chosen[("db", "rain")] == [[("layer1", 0)]] and chosen[("db", "train")] == [[("layer1", 1)]]
     # Whole words: "rain" does not prune the "train" neuron, and "trainer" is not "train".
-    assert chosen[("ocp", "rain")] == [("layer1", 0)] and chosen[("ocp", "train")] == [("layer1", 1)]
-    assert len(chosen[("random_db", "rain")]) == 1 and len(chosen[("random_ocp", "train")]) == 1
+    assert chosen[("ocp", "rain")] == [[("layer1", 0)]] and chosen[("ocp", "train")] == [[("layer1", 1)]]
+    assert [len(draw) for draw in chosen[("random_db", "rain")]] == [1, 1]
+    assert [len(draw) for draw in chosen[("random_ocp", "train")]] == [1, 1]
     assert ("tab", "rain") not in chosen and ("random_tab", "rain") not in chosen
 
 
@@ -139,9 +141,10 @@ def test_each_strategy_has_a_random_baseline_of_its_own_count_from_the_shared_po
     open_table = pd.DataFrame({"layer": ["layer1"] * 4 + ["layer2"] * 2 + ["head"],
                                "neuron": [0, 1, 2, 3, 1, 4, 0],
                                "nouns": ["dog", "rain", "wind rain", "", "rain", "", "rain"]})
-    settings = {"methods": ["db", "tab"], "pruning": {"top": 1, "db_function": "cos3",
-                                                      "tab_function": "soft_wpmi", "seed": 20, "pool": "summarised"}}
+    settings = {"methods": ["db", "tab"], "pruning": {"top": 1, "db_function": "cos3", "tab_function": "soft_wpmi",
+                                                      "seed": 20, "random_seeds": 1, "pool": "summarised"}}
     chosen = pruning_selections(["rain", "dog"], concepts, tops, open_table, ["layer1", "layer2"], settings)
+    chosen = {key: draws[0] for key, draws in chosen.items()}  # one draw each
     pool = {("layer1", 0), ("layer1", 1), ("layer1", 2), ("layer1", 3), ("layer2", 1), ("layer2", 4)}
     # db: top-1 "rain" among the pool only (layer1 4 and 5, layer2 0 are not summarised, the head not pruned)
     assert chosen[("db", "rain")] == [("layer1", 0), ("layer1", 1), ("layer2", 1), ("layer2", 4)]
@@ -154,18 +157,104 @@ def test_each_strategy_has_a_random_baseline_of_its_own_count_from_the_shared_po
             assert set(matched) <= pool and len(set(matched)) == len(matched)
     assert chosen[("db", "dog")] == [("layer1", 2)] and len(chosen[("random_db", "dog")]) == 1
     # Seeded: the same call draws the same neurons; another seed draws other ones for the 4-of-6 draw.
-    assert pruning_selections(["rain", "dog"], concepts, tops, open_table, ["layer1", "layer2"], settings) == chosen
+    again = pruning_selections(["rain", "dog"], concepts, tops, open_table, ["layer1", "layer2"], settings)
+    assert {key: draws[0] for key, draws in again.items()} == chosen
     draws = {tuple(pruning_selections(["rain"], concepts, tops, open_table, ["layer1", "layer2"],
                                       {**settings, "pruning": {**settings["pruning"], "seed": seed}})
-                   [("random_db", "rain")]) for seed in range(10)}
+                   [("random_db", "rain")][0]) for seed in range(10)}
     assert len(draws) > 1
     # pool "all": db and its baseline range over every neuron of the pruned layers; OCP, which needs a
     # summary, is left out because layer1 4-5 and layer2 0, 2, 3, 5 have none.
     every = pruning_selections(["rain"], concepts, tops, open_table, ["layer1", "layer2"],
                                {**settings, "pruning": {**settings["pruning"], "pool": "all"}})
+    every = {key: draws[0] for key, draws in every.items()}
     assert every[("db", "rain")] == [("layer1", 0), ("layer1", 1), ("layer1", 4), ("layer1", 5), ("layer2", 0),
                                      ("layer2", 1), ("layer2", 4)]
     assert len(every[("random_db", "rain")]) == 7 and not any(key[0].endswith("ocp") for key in every)
+
+
+class PrunableNetwork:
+    """A head whose true-class probability drops by the summed weight of the masked neurons, times
+    (1 + the clip's class index), so every neuron set gives its own change."""
+
+    def __init__(self, weights: dict, truth: list[str]):
+        from types import SimpleNamespace
+
+        self.weights = weights
+        self.head = SimpleNamespace(classes=sorted(set(truth)))
+        self.truth = np.searchsorted(self.head.classes, truth)
+        self.baseline = self.outputs({})
+
+    def off(self, neurons) -> float:
+        return sum(self.weights[neuron] for neuron in neurons)
+
+    def outputs(self, masks):
+        masked = [(layer, n) for layer, mask in masks.items() for n in np.flatnonzero(mask == 0)]
+        probability = 0.9 - self.off(masked) * (1 + self.truth)
+        return {"probability": probability, "logit": np.log(probability / (1 - probability))}
+
+
+def test_random_baselines_are_several_seeded_draws_and_the_tables_give_their_mean_and_sd():
+    concepts = ["rain", "dog"]
+    pool = [("layer1", n) for n in range(8)]
+    tops = {"layer1/db/cos3": np.array([[0, 1], [0, 1], [0, 1], [1, 0], [1, 0], [1, 0], [1, 0], [1, 0]])}
+    open_table = pd.DataFrame({"layer": ["layer1"] * 8, "neuron": range(8), "nouns": ["rain"] * 2 + [""] * 6})
+    settings = {"methods": ["db"], "pruning": {"top": 1, "db_function": "cos3", "tab_function": "soft_wpmi",
+                                               "seed": 20, "random_seeds": 5, "pool": "summarised"}}
+    chosen = pruning_selections(concepts, concepts, tops, open_table, ["layer1"], settings)
+    assert chosen[("db", "rain")] == [pool[:3]] and chosen[("db", "dog")] == [pool[3:]]
+    for strategy in ("db", "ocp"):
+        for name in concepts:
+            draws = chosen[(f"random_{strategy}", name)]
+            count = len(chosen[(strategy, name)][0])
+            # five draws, each of exactly the strategy's count, distinct neurons from the pool
+            assert len(draws) == 5 and all(len(set(draw)) == len(draw) == count for draw in draws)
+            assert all(set(draw) <= set(pool) for draw in draws)
+            if 0 < count < len(pool):
+                assert len({tuple(draw) for draw in draws}) > 1, (strategy, name)  # the draws differ
+    assert chosen == pruning_selections(concepts, concepts, tops, open_table, ["layer1"], settings)  # seeded
+
+    rng = np.random.default_rng(3)
+    weights = {neuron: float(w) for neuron, w in zip(pool, rng.uniform(0.005, 0.03, len(pool)))}
+    truth = ["dog", "rain", "rain", "dog", "rain", "dog", "dog"]
+    network = PrunableNetwork(weights, truth)
+    per_class, summary = pruning_effects(network, chosen, {"layer1": 8})
+    per_class = per_class.set_index(["strategy", "class"])
+    summary = summary.set_index("strategy")
+    factor = 1 + network.truth
+
+    def change(neurons, name):  # (target, rest) change of the true-class probability, by hand
+        delta = -network.off(neurons) * factor
+        target = np.asarray(truth) == name
+        return delta[target].mean(), delta[~target].mean()
+
+    for strategy in ("random_db", "random_ocp"):
+        by_draw = {name: np.array([change(draw, name) for draw in chosen[(strategy, name)]]) for name in concepts}
+        for name in concepts:
+            row = per_class.loc[(strategy, name)]
+            assert row["draws"] == 5 and row["pruned"] == len(chosen[(strategy, name)][0])
+            assert row["delta_target_probability"] == pytest.approx(by_draw[name][:, 0].mean())
+            assert row["delta_rest_probability"] == pytest.approx(by_draw[name][:, 1].mean())
+            assert row["delta_target_probability_sd"] == pytest.approx(np.std(by_draw[name][:, 0], ddof=1))
+        # per strategy: each draw's mean over classes, then their mean and SD (ddof 1) over the five draws
+        overall = np.mean([by_draw[name][:, 0] for name in concepts], axis=0)
+        assert summary.loc[strategy, "delta_target_probability"] == pytest.approx(overall.mean())
+        assert summary.loc[strategy, "delta_target_probability_sd"] == pytest.approx(np.std(overall, ddof=1))
+        assert summary.loc[strategy, "delta_target_probability_sd"] > 0 and summary.loc[strategy, "draws"] == 5
+    # the strategies themselves are one draw: their value is exact and they have no SD
+    assert per_class.loc[("db", "rain"), "delta_target_probability"] == pytest.approx(change(pool[:3], "rain")[0])
+    assert summary.loc["db", "draws"] == 1 and np.isnan(summary.loc["db", "delta_target_probability_sd"])
+
+    # The figure draws +- 1 SD over draws on the random baselines' bars, and on nothing else.
+    figure = pruning_figure(summary.reset_index())
+    bars = [c for c in figure.axes[0].containers if c.__class__.__name__ == "ErrorbarContainer"]
+    heights = sorted(float(np.diff(segment[:, 1])[0]) for c in bars for segment in c.lines[2][0].get_segments())
+    expected = sorted(2 * summary.loc[s, f"{m}_sd"] for s in ("random_db", "random_ocp")
+                      for m in ("delta_target_probability", "delta_rest_probability"))
+    assert heights == pytest.approx(expected)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 # --- last layer and clusters --------------------------------------------------------------------------------
@@ -276,6 +365,41 @@ def test_figure4a_prunes_the_top_counts_per_fraction_and_averages_seeds():
     assert network.calls <= 1 + 2 * 6 * 3          # baseline, then at most one pass per distinct selection
     assert set(table.index.get_level_values("category")) == {"adjectives", "verbs", "nouns", "prepositions",
                                                               "caption_len", "random"}
+
+
+def test_figure4a_reports_the_sample_sd_over_seeds_and_draws_it_on_every_line():
+    open_table = pd.DataFrame({"layer": ["l1"] * 8, "neuron": range(8), "n_adjectives": [5, 0, 0, 4, 0, 0, 0, 0],
+                               "n_verbs": [0] * 8, "n_nouns": [0, 3, 0, 0, 0, 0, 0, 1], "n_prepositions": [0] * 8,
+                               "caption_len": [9, 8, 7, 6, 5, 4, 3, 2]})
+    vital = [("l1", 0), ("l1", 3), ("l1", 5)]
+    table = pos_ablation(FakeNetwork(vital), open_table, {"l1": 8}, {"fractions": [0.25, 0.5], "seeds": 4})
+    neurons = [("l1", n) for n in range(8)]
+    for category in ("verbs", "random"):  # tied counts and random draws: each seed prunes other neurons
+        by_seed = []
+        for seed in range(4):
+            selected = _ablated(open_table, neurons, category if category == "random" else f"n_{category}", 4, seed)
+            hit = sum(neuron in vital for neuron in selected)
+            by_seed.append(np.mean(np.arange(10) >= hit * 10 // 4))
+        row = table.set_index(["fraction", "category"]).loc[(0.5, category)]
+        assert row["accuracy"] == pytest.approx(np.mean(by_seed))
+        assert row["accuracy_sd"] == pytest.approx(np.std(by_seed, ddof=1)) and row["accuracy_sd"] > 0
+    assert (table["seeds"] == 4).all()
+    # Every line (not only random) gets +- 1 SD bars; a line without spread gets zero-length ones.
+    figure = pos_ablation_figure(table)
+    lines = [c for c in figure.axes[0].containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(lines) == 6 and all(c.has_yerr for c in lines)
+    for container, (category, group) in zip(lines, table.groupby("category", sort=False)):
+        heights = [float(np.diff(segment[:, 1])[0]) for segment in container.lines[2][0].get_segments()]
+        assert heights == pytest.approx((200 * group["accuracy_sd"]).tolist()), category
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    # One seed has no spread: NaN, and no bars.
+    single = pos_ablation(FakeNetwork(vital), open_table, {"l1": 8}, {"fractions": [0.5], "seeds": 1})
+    assert single["accuracy_sd"].isna().all()
+    figure = pos_ablation_figure(single)
+    assert not any(c.has_yerr for c in figure.axes[0].containers if c.__class__.__name__ == "ErrorbarContainer")
+    plt.close(figure)
 
 
 # --- the LLM cache ---------------------------------------------------------------------------------------------

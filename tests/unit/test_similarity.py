@@ -1,6 +1,7 @@
 """CLIP-Dissect's neuron-concept similarity functions: hand-computed values, the AND per-neuron bugs,
 planted concepts, constant neurons, validation and determinism."""
 
+import copy
 import math
 
 import numpy as np
@@ -347,3 +348,73 @@ def test_the_dissection_passes_raw_cosines_by_default():
     cfg = {"dissect": {}}
     config.fill_defaults(cfg, config.load_schema())
     assert cfg["dissect"]["similarity"]["scale"] == 1
+
+
+def test_the_closed_concepts_step_gives_the_similarity_functions_the_raw_cosines(tmp_path):
+    """The workflow step, on files: with the default config, every neuron's top concepts are those of the
+    similarity function applied to the stored cosines as they are. Scores of 100 x cosine would give other
+    wpmi and soft_wpmi labels on this case, so a x100 anywhere in the step (or a default of 100) fails here."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from audioprobe import config
+    from audioprobe.dissect.steps import closed_concepts_step, similarity_params, write_neurons
+    from audioprobe.io.atomic import read_csv, write_csv
+    from audioprobe.io.store import LayerFile, write_arrays
+
+    A, C = _noisy_cosines()
+    A = A.astype(np.float32)  # as the neuron file stores them
+    ids = [f"clip{i:03d}" for i in range(len(A))]
+    concepts = [f"concept{j}" for j in range(C.shape[1])]
+    write_neurons(tmp_path / "layer1.h5", A, ids, {}, layer="layer1",
+                  settings={"top_k": 5, "neurons": {"per_layer": 4, "seed": 0}})
+    order = np.random.default_rng(0).permutation(len(ids))  # the score file lists the clips in another order
+    write_arrays(tmp_path / "scores.h5", {"concepts": np.asarray(concepts, dtype=object), "db": C[order]},
+                 clip_ids=[ids[i] for i in order], labels={},
+                 attrs={"config": {}, "text_encoder": "test", "captioner": "test"})
+    write_csv(tmp_path / "summaries.csv", pd.DataFrame({"layer": ["layer1"] * A.shape[1], "neuron": range(A.shape[1])}))
+    cfg = {"dissect": {}}
+    config.fill_defaults(cfg, config.load_schema())
+    dissect = cfg["dissect"]
+    settings = {"similarity": dissect["similarity"], "methods": ["db"],
+                "pruning": {key: dissect["pruning"][key] for key in ("db_function", "tab_function")}}
+    inputs = SimpleNamespace(neurons=[str(tmp_path / "layer1.h5")], scores=str(tmp_path / "scores.h5"),
+                             summaries=str(tmp_path / "summaries.csv"))
+    outputs = SimpleNamespace(top=str(tmp_path / "closed.h5"), table=str(tmp_path / "closed.csv"))
+    closed_concepts_step(inputs, outputs, settings)
+
+    table = read_csv(outputs.table)
+    with LayerFile(outputs.top) as stored:
+        tops = {name: stored.file[f"layer1/db/{name}"][()] for name in dissect["similarity"]["functions"]}
+    assert set(tops) == set(FUNCTIONS)
+    for name, top in tops.items():
+        expected = top_concepts(similarity(name, A, C, **similarity_params(name, len(ids))), 5)
+        np.testing.assert_array_equal(top, expected, err_msg=name)
+        rows = table[table["function"] == name].sort_values("neuron")
+        assert rows["top1"].tolist() == [concepts[i] for i in expected[:, 0]], name
+    for name in ("wpmi", "soft_wpmi"):
+        scaled = top_concepts(similarity(name, A, 100 * C, **similarity_params(name, len(ids))), 5)
+        assert np.mean(scaled[:, 0] != tops[name][:, 0]) >= 0.2, name
+
+
+def test_the_old_scale_key_is_refused_with_a_message_naming_the_new_one():
+    import jsonschema
+
+    from audioprobe import config
+
+    old = {"dissect": {"concepts": {"scale": 100}}}
+    with pytest.raises(config.ConfigError, match=r"dissect\.concepts\.scale was renamed dissect\.similarity\.scale"
+                                                 r".*from 100 to 1.*similarity: \{scale: 100\}"):
+        config.check_renamed(old)
+    # Without the check the schema's own error says only that the key is unexpected.
+    schema = config.load_schema()
+    dissect = {**schema["properties"]["dissect"], "$defs": schema.get("$defs", {})}
+    filled = config.fill_defaults(copy.deepcopy(old), schema)
+    with pytest.raises(jsonschema.ValidationError, match="Additional properties") as refused:
+        jsonschema.validate(filled["dissect"], dissect)
+    assert "similarity" not in str(refused.value.message)
+    # The new key, and configs without a dissect or concepts section, pass.
+    for fine in ({"dissect": {"similarity": {"scale": 100}, "concepts": {"file": None}}}, {"dissect": {}}, {},
+                 {"dissect": {"concepts": None}}):
+        config.check_renamed(fine)
