@@ -92,10 +92,11 @@ class KeywordStandIn:
         from audioprobe.metamers import architectures
 
         self.frontend, self.layers = frontend, list(layers)
-        self._outputs = architectures.layer_model(classifier, self.layers)
+        self._outputs = {mode: architectures.layer_model(classifier, self.layers, relu_gradient=mode)
+                         for mode in architectures.RELU_GRADIENTS}
 
-    def forward(self, waveforms):
-        return self._outputs(self.frontend(waveforms), training=False)
+    def forward(self, waveforms, relu_gradient="true"):
+        return self._outputs[relu_gradient](self.frontend(waveforms), training=False)
 
 
 def keyword_networks(arch: str, seed: int):
@@ -117,7 +118,10 @@ def yamnet_networks(weights: str, threads: int):
     class Single:  # same model object, a forward pass that stops at one layer
         def __init__(self, layer):
             self.layers = [layer]
-            self.forward = whole.model.differentiable([layer])
+            self._forward = {mode: whole.model.differentiable([layer], relu_gradient=mode) for mode in ("fake", "true")}
+
+        def forward(self, waveforms, relu_gradient="true"):
+            return self._forward[relu_gradient](waveforms)
 
     return whole, {layer: Single(layer) for layer in whole.layers}
 

@@ -1,42 +1,61 @@
 """Small keyword classifiers that differ only in how they connect along frequency (Study 2).
 
 Every classifier takes an input representation [batch, freq, time] (float32; the front end is composed
-elsewhere) and shares one input stage and one head, after the TF "simple audio" tutorial:
+elsewhere) and shares one input stage and one head, after the TF "simple audio" tutorial and Lu's
+Tables 2 and 3:
 
     input_representation [F, T] -> add_channel -> resize (bilinear, 32 x 32) -> normalize (scalar mean and
     variance, adapted on training representations) -> conv_0 -> conv_1 -> pool_0 -> dropout_0 -> flatten
-    -> dense (128, relu) -> dropout_1 -> logits
+    -> dense (relu) -> dropout_1 -> logits
 
-Only the two conv stages (3 frames along time each, ReLU, 'valid') differ:
+Only the two conv stages (3 frames along time each, 'valid', then a ReLU), the pooling and the dense
+width differ. With the default ``sizes="seed"`` and a 32 x 32 grid:
 
-=================  ==========================================  =====================================
-arch               along frequency                             conv_0 / conv_1 channels
-=================  ==========================================  =====================================
-conv2d             convolutional (3 bands, shared weights)     width / 2*width per (band, frame)
-local_frequency    locally connected (3 bands, a kernel per    width / 2*width per (band, frame)
-                   band position: unshared weights)
-grouped_temporal   ``groups`` groups of adjacent bands; each   groups*width / groups*2*width per
-                   group's bands are the channels of its own   frame (width, 2*width per group)
-                   temporal conv stack; nothing crosses groups
-fc_frequency       fully connected (all bands are channels of  groups*width / groups*2*width per
-                   one temporal conv)                          frame
-=================  ==========================================  =====================================
+=================  ===========================================  ====================  ==========  =========
+arch               along frequency                              conv_0 / conv_1       pool_0      dense
+=================  ===========================================  ====================  ==========  =========
+conv2d             convolutional (3 bands, shared weights)      32 / 64 per (band,    2 x 2 over  128
+                   (Lu's Table 2 = the tutorial: 1,625,611      frame)                (band,
+                   parameters)                                                        frame)
+local_frequency    locally connected (3 bands, a kernel per     32 / 64 per (band,    as conv2d   128
+                   band position: unshared weights)             frame)
+grouped_temporal   ``groups`` (8) groups of adjacent bands;     128 / 512 per frame   2 x 2 over  512
+                   each group's bands are the channels of its   (16 / 64 per group)   (frame,
+                   own temporal conv stack; nothing crosses                           channel)
+                   groups (Lu's Table 3: 1,866,379 parameters)
+fc_frequency       fully connected (all bands are channels of   128 / 512 per frame   as grouped  512
+                   one temporal conv)
+=================  ===========================================  ====================  ==========  =========
 
-So conv2d and local_frequency have the same representation sizes at every layer (they differ only in
-weight sharing along frequency), and so do grouped_temporal and fc_frequency (grouped versus all-to-all
-frequency connections; fc_frequency is grouped_temporal with one group). The 2-D models max-pool 2 x 2
-over (band, frame), the temporal ones max-pool 2 over frames. The grouped model is built from slices,
-per-group ``Conv1D`` and a concatenation, never ``Conv1D(groups=...)``, whose CPU gradients have failed
-(keras-team/keras#14896, tensorflow/tensorflow#53631). Nothing here uses the removed keras
-``LocallyConnected`` layers: :class:`LocallyConnectedFrequency` is patch extraction + one batched matmul
-per band position.
+Lu chose Table 3's widths so that the 1-D model has about as many parameters as the 2-D one (1.87M
+against 1.63M), which leaves its layers of other sizes (dense 512 against 128); Lu's discussion asks for a
+control with matched representation sizes. ``sizes="matched"`` is that control: the temporal models
+get conv2d's number of units at every metamer layer (conv_0 (F-2) x 32 = 960 and conv_1 (F-4) x 64 =
+1,792 channels per frame, so 30 x 960 = 30 x 30 x 32 units, pool_0 14 x 896 = 14 x 14 x 64, dense 128),
+at the cost of more parameters (2,266,187 for grouped_temporal); the 2-D models do not change.
+:func:`layer_widths` gives the numbers.
+
+The temporal pool is Table 3's: the [frame, channel] map gets a unit axis and is max-pooled 2 x 2 over
+(frame, channel), i.e. over pairs of frames and pairs of neighbouring channels (always of one group).
+The grouped model is built from slices, per-group ``Conv1D`` and a concatenation, never
+``Conv1D(groups=...)``, whose CPU gradients have failed (keras-team/keras#14896,
+tensorflow/tensorflow#53631); its parameter count equals a grouped Conv1D's. Nothing here uses the
+removed keras ``LocallyConnected`` layers: :class:`LocallyConnectedFrequency` is patch extraction + one
+batched matmul per band position.
+
+Every ReLU of a metamer layer is its own ``ReLU`` layer named after the stage (``conv_0``, ``conv_1``,
+``dense``), after a linear layer ``<stage>_linear`` (the pre-activation), so that metamer synthesis can
+read a matched ReLU through a FakeReLU (ReLU forward, identity gradient; Feather et al.):
+:func:`layer_model` with ``relu_gradient="fake"`` returns FakeReLU(pre-activation) for the requested
+ReLU layers while the network itself keeps its true ReLUs (as ``fake_relu`` in Feather et al.'s
+PyTorch models, where only the recorded output goes through FakeReLU).
 
 Layer names are stable; :func:`metamer_layers` lists the layers metamers are made for and
 :func:`layer_model` returns several layers' outputs in one forward pass. Output layouts: conv2d and
 local_frequency conv stages are [band, frame, filter]; the temporal models' are [frame, channel], where
-grouped_temporal's channel ``g * w + i`` is filter ``i`` of group ``g`` (its per-group layers are
-``freq_group_{g}``, ``conv_0_g{g}``, ``conv_0_group_{g}``, ``conv_1_g{g}``; ``conv_0`` and ``conv_1`` are
-the concatenations).
+grouped_temporal's channel ``g * c + i`` is filter ``i`` of group ``g`` (its per-group layers are
+``freq_group_{g}``, ``conv_0_g{g}``, ``conv_0_group_{g}``, ``conv_1_g{g}``, all pre-activation;
+``conv_0_linear`` and ``conv_1_linear`` are their concatenations).
 
 The tutorial's bilinear resize without antialiasing keeps every frequency row when halving 64 rows, but
 drops frame information when shrinking time by a non-integer factor (~1/3 of the frames of a 100-frame
@@ -51,11 +70,17 @@ import re
 import numpy as np
 
 ARCHS = ("conv2d", "grouped_temporal", "fc_frequency", "local_frequency")
+TEMPORAL_ARCHS = ("grouped_temporal", "fc_frequency")
+SIZES = ("seed", "matched")
+RELU_GRADIENTS = ("fake", "true")
 INPUT_LAYER = "input_representation"
 CONV_LAYERS = ("conv_0", "conv_1")
+RELU_LAYERS = (*CONV_LAYERS, "dense")
 METAMER_LAYERS = (INPUT_LAYER, *CONV_LAYERS, "dense", "logits")
 DEFAULT_RESIZE = (32, 32)
-_GROUP_LAYER = re.compile(r"^(conv_\d+)_g\d+$")
+DENSE_2D = 128  # Lu's Table 2 (the tutorial)
+TABLE3 = {"conv_0": 128, "conv_1": 512, "dense": 512}  # Lu's Table 3: channels in all groups, dense units
+_STAGE_PART = re.compile(r"^(conv_\d+|dense)_(g\d+|linear)$")
 
 
 def _keras():
@@ -137,8 +162,30 @@ def _layer_classes():
             return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size, "seed": self.seed,
                     "activation": keras.activations.serialize(self.activation)}
 
-    _CLASSES = {"ChannelSlice": ChannelSlice, "LocallyConnectedFrequency": LocallyConnectedFrequency}
+    class FakeReLU(keras.layers.Layer):
+        """ReLU forward, identity gradient (Feather et al.'s FakeReLU): see :func:`fake_relu`."""
+
+        def call(self, inputs):
+            return fake_relu(inputs)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    _CLASSES = {"ChannelSlice": ChannelSlice, "LocallyConnectedFrequency": LocallyConnectedFrequency,
+                "FakeReLU": FakeReLU}
     return _CLASSES
+
+
+def fake_relu(x):
+    """max(x, 0) forward; the gradient passes through unchanged, also where x < 0 (Feather et al. 2019,
+    ``FakeReLU`` in model_metamers_pytorch), so a unit that is off in the metamer can still be pulled on."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def relu_with_identity_gradient(value):
+        return tf.nn.relu(value), lambda upstream: upstream
+
+    return relu_with_identity_gradient(x)
 
 
 _CLASSES = None
@@ -166,7 +213,7 @@ def _patches(inputs, kf: int, kt: int):
 
 
 def __getattr__(name):  # the custom layer classes, e.g. architectures.LocallyConnectedFrequency
-    if name in ("ChannelSlice", "LocallyConnectedFrequency"):
+    if name in ("ChannelSlice", "LocallyConnectedFrequency", "FakeReLU"):
         return _layer_classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -182,9 +229,44 @@ def classifier_shape(input_shape, resize=DEFAULT_RESIZE) -> tuple[int, int]:
     return (freq, time) if resize is None else (int(resize[0]), int(resize[1]))
 
 
+def layer_widths(arch: str, freq: int, *, sizes: str = "seed", width: int = 32, kernel_size: int = 3) -> dict:
+    """Filters of conv_0 and conv_1 (per (band, frame) for the 2-D models, per frame in all groups for the
+    temporal ones) and dense units, for a grid of ``freq`` rows.
+
+    2-D models: ``width``, 2 x ``width``, 128 (Lu's Table 2). Temporal models: Lu's Table 3 (128, 512, 512)
+    with ``sizes="seed"``; with ``sizes="matched"`` conv2d's units per frame, (freq - k + 1) x ``width`` and
+    (freq - 2k + 2) x 2 ``width``, and its 128 dense units, so every metamer layer has conv2d's size.
+    """
+    _check_arch(arch)
+    if sizes not in SIZES:
+        raise ValueError(f"metamers.sizes must be one of {', '.join(SIZES)}, not {sizes!r}")
+    k = int(kernel_size)
+    if arch not in TEMPORAL_ARCHS:
+        return {"conv_0": int(width), "conv_1": 2 * int(width), "dense": DENSE_2D}
+    if sizes == "seed":
+        return dict(TABLE3)
+    return {"conv_0": (freq - k + 1) * int(width), "conv_1": (freq - 2 * k + 2) * 2 * int(width), "dense": DENSE_2D}
+
+
+def _check_settings(arch, freq, time, k, groups, width, n_classes, widths) -> None:
+    if min(freq, time) < 2 * k:
+        raise ValueError(f"a [{freq}, {time}] grid is too small for two {k}-wide valid convolutions and pooling")
+    if width < 1 or n_classes < 2:
+        raise ValueError("width must be >= 1 and n_classes >= 2")
+    if groups < 1 or (arch == "grouped_temporal" and freq % groups):
+        raise ValueError(f"{freq} frequency rows cannot be split into {groups} equal groups: "
+                         f"set metamers.groups to a divisor of {freq}")
+    if arch == "grouped_temporal":
+        c0, c1 = widths["conv_0"], widths["conv_1"]
+        if c0 % groups or c1 % groups or (c1 // groups) % 2:
+            raise ValueError(f"conv_0/conv_1 channels {c0}/{c1} cannot be split into {groups} groups with an even "
+                             f"channel count per group (pool_0 pools channel pairs within a group): choose "
+                             f"metamers.groups dividing {c0} and {c1 // 2}")
+
+
 def build_classifier(arch: str, input_shape: tuple[int, int], n_classes: int, *, groups: int = 8,
-                     width: int = 32, seed: int = 0, normalization_data=None, resize=DEFAULT_RESIZE,
-                     antialias: bool = False, dense_units: int = 128, kernel_size: int = 3,
+                     sizes: str = "seed", width: int = 32, seed: int = 0, normalization_data=None,
+                     resize=DEFAULT_RESIZE, antialias: bool = False, kernel_size: int = 3,
                      dropout: tuple[float, float] = (0.25, 0.5)):
     """A classifier [batch, freq, time] -> logits [batch, n_classes] (see the module docstring).
 
@@ -192,24 +274,19 @@ def build_classifier(arch: str, input_shape: tuple[int, int], n_classes: int, *,
     architecture works on (the tutorial's bilinear 32 x 32 without antialiasing; ``None`` keeps the input
     grid). ``normalization_data`` [examples, freq, time] adapts the scalar mean/variance of the normalize
     layer (computed after resizing); without it the layer is the identity (mean 0, variance 1) until its
-    weights are loaded. ``groups`` is the number of frequency groups of grouped_temporal and sets the
-    channel counts of both temporal models (``groups * width``, ``groups * 2 * width``); ``width`` is the
-    conv_0 filter count (per group for grouped_temporal). Every initialiser and dropout layer gets its own
-    seed derived from ``seed`` (Keras' global random state is neither used nor changed).
+    weights are loaded. ``groups`` is the number of frequency groups of grouped_temporal; ``sizes`` and
+    ``width`` (conv2d's conv_0 filters) set the layer widths (:func:`layer_widths`). Every initialiser and
+    dropout layer gets its own seed derived from ``seed`` (Keras' global random state is neither used nor
+    changed).
     """
     _check_arch(arch)
     keras = _keras()
     layers = keras.layers
-    classes = _layer_classes()
     freq_in, time_in = (int(v) for v in input_shape)
     freq, time = classifier_shape(input_shape, resize)
     k = int(kernel_size)
-    if min(freq, time) < 2 * k:
-        raise ValueError(f"a [{freq}, {time}] grid is too small for two {k}-wide valid convolutions and pooling")
-    if groups < 1 or (arch == "grouped_temporal" and freq % groups):
-        raise ValueError(f"{freq} frequency rows cannot be split into {groups} equal groups")
-    if width < 1 or n_classes < 2:
-        raise ValueError("width must be >= 1 and n_classes >= 2")
+    widths = layer_widths(arch, freq, sizes=sizes, width=width, kernel_size=k)
+    _check_settings(arch, freq, time, k, int(groups), int(width), int(n_classes), widths)
     seeds = iter(range(1000 * int(seed) + 1, 1000 * int(seed) + 1000))  # one per layer, in build order
 
     def init():
@@ -223,41 +300,54 @@ def build_classifier(arch: str, input_shape: tuple[int, int], n_classes: int, *,
         x = resizer(x)
     norm = layers.Normalization(axis=-1, name="normalize")
     x = norm(x)
-
-    c0, c1 = int(width), 2 * int(width)
-    if arch == "conv2d":
-        x = layers.Conv2D(c0, k, activation="relu", name="conv_0", **init())(x)
-        x = layers.Conv2D(c1, k, activation="relu", name="conv_1", **init())(x)
-        x = layers.MaxPooling2D(2, name="pool_0")(x)
-    elif arch == "local_frequency":
-        local = classes["LocallyConnectedFrequency"]
-        x = local(c0, (k, k), activation="relu", seed=next(seeds), name="conv_0")(x)
-        x = local(c1, (k, k), activation="relu", seed=next(seeds), name="conv_1")(x)
-        x = layers.MaxPooling2D(2, name="pool_0")(x)
+    if arch in TEMPORAL_ARCHS:
+        x = _temporal_stages(layers, x, arch, freq, time, k, int(groups), widths, init)
     else:
-        x = layers.Reshape((freq, time), name="drop_channel")(x)
-        x = layers.Permute((2, 1), name="time_major")(x)  # [time, freq]: frequency rows are channels
-        if arch == "fc_frequency":
-            x = layers.Conv1D(groups * c0, k, activation="relu", name="conv_0", **init())(x)
-            x = layers.Conv1D(groups * c1, k, activation="relu", name="conv_1", **init())(x)
-        else:
-            rows = freq // groups
-            x = _concat(layers, [layers.Conv1D(c0, k, activation="relu", name=f"conv_0_g{g}", **init())(
-                classes["ChannelSlice"](g * rows, (g + 1) * rows, name=f"freq_group_{g}")(x))
-                for g in range(groups)], "conv_0")
-            x = _concat(layers, [layers.Conv1D(c1, k, activation="relu", name=f"conv_1_g{g}", **init())(
-                classes["ChannelSlice"](g * c0, (g + 1) * c0, name=f"conv_0_group_{g}")(x))
-                for g in range(groups)], "conv_1")
-        x = layers.MaxPooling1D(2, name="pool_0")(x)
+        x = _planar_stages(layers, x, arch, k, widths, init, seeds)
     x = layers.Dropout(dropout[0], seed=next(seeds), name="dropout_0")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(dense_units, activation="relu", name="dense", **init())(x)
+    x = layers.ReLU(name="dense")(layers.Dense(widths["dense"], name="dense_linear", **init())(x))
     x = layers.Dropout(dropout[1], seed=next(seeds), name="dropout_1")(x)
     logits = layers.Dense(n_classes, name="logits", **init())(x)
     model = keras.Model(inputs, logits, name=arch)
     if normalization_data is not None:
         _adapt(norm, resizer, normalization_data)
     return model
+
+
+def _planar_stages(layers, x, arch, k, widths, init, seeds):
+    """conv2d / local_frequency: two 2-D stages over (band, frame), then 2 x 2 max-pooling."""
+    for stage in CONV_LAYERS:
+        if arch == "conv2d":
+            linear = layers.Conv2D(widths[stage], k, name=f"{stage}_linear", **init())
+        else:
+            linear = _layer_classes()["LocallyConnectedFrequency"](widths[stage], (k, k), seed=next(seeds),
+                                                                  name=f"{stage}_linear")
+        x = layers.ReLU(name=stage)(linear(x))
+    return layers.MaxPooling2D(2, name="pool_0")(x)
+
+
+def _temporal_stages(layers, x, arch, freq, time, k, groups, widths, init):
+    """grouped_temporal / fc_frequency: frequency rows become channels of temporal convs (all rows in one
+    conv, or ``groups`` separate stacks), then Table 3's 2 x 2 max-pooling over (frame, channel)."""
+    x = layers.Reshape((freq, time), name="drop_channel")(x)
+    x = layers.Permute((2, 1), name="time_major")(x)  # [time, freq]: frequency rows are channels
+    parts = 1 if arch == "fc_frequency" else groups
+    inputs_per_group = freq // parts
+    for stage in CONV_LAYERS:
+        if parts == 1:
+            linear = layers.Conv1D(widths[stage], k, name=f"{stage}_linear", **init())(x)
+        else:
+            slice_name = "freq_group" if stage == "conv_0" else f"{CONV_LAYERS[0]}_group"
+            slices = [_layer_classes()["ChannelSlice"](g * inputs_per_group, (g + 1) * inputs_per_group,
+                                                       name=f"{slice_name}_{g}")(x) for g in range(parts)]
+            linear = _concat(layers, [layers.Conv1D(widths[stage] // parts, k, name=f"{stage}_g{g}", **init())(part)
+                                      for g, part in enumerate(slices)], f"{stage}_linear")
+            inputs_per_group = widths[stage] // parts
+        x = layers.ReLU(name=stage)(linear)
+    frames, channels = time - 2 * (k - 1), widths["conv_1"]
+    x = layers.Reshape((frames, channels, 1), name="add_pool_channel")(x)
+    return layers.MaxPooling2D(2, name="pool_0")(x)
 
 
 def _concat(layers, parts, name):
@@ -287,21 +377,42 @@ def metamer_layers(model) -> list[str]:
     return list(METAMER_LAYERS)
 
 
-def layer_model(model, layers):
+def layer_model(model, layers, relu_gradient: str = "true"):
     """A model from the classifier's input to {layer name: output} for ``layers``, in one forward pass.
 
-    Call it with ``training=False`` (dropout off). It shares the classifier's weights.
+    With ``relu_gradient="fake"`` each requested ReLU layer (conv_0, conv_1, dense) is read as
+    FakeReLU(its pre-activation): the same values, but the gradient passes through as the identity, also
+    where the pre-activation is negative. Only the requested layers' outputs change; the ReLUs the signal
+    passes on its way to them stay true ReLUs, as in Feather et al. Call it with ``training=False``
+    (dropout off). It shares the classifier's weights.
     """
     keras = _keras()
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layer_model needs at least one layer")
+    if relu_gradient not in RELU_GRADIENTS:
+        raise ValueError(f"metamers.synthesis.relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, "
+                         f"not {relu_gradient!r}")
     known = [layer.name for layer in model.layers]
     unknown = [name for name in layers if name not in known]
     if unknown:
         raise ValueError(f"model {model.name!r} has no layer {unknown[0]!r}; its layers are {', '.join(known)}")
-    outputs = {name: model.get_layer(name).output for name in layers}
+    fake = _layer_classes()["FakeReLU"]
+    outputs = {}
+    for name in layers:
+        layer = model.get_layer(name)
+        is_relu = isinstance(layer, keras.layers.ReLU)
+        outputs[name] = fake(name=f"{name}_fake_relu")(layer.input) if is_relu and relu_gradient == "fake" \
+            else layer.output
     return keras.Model(model.input, outputs, name=f"{model.name}_layers")
+
+
+def relu_layers(model, layers=None) -> list[str]:
+    """Which of ``layers`` (default: the metamer layers) are ReLU outputs, i.e. read through a FakeReLU
+    when synthesis uses ``relu_gradient="fake"``."""
+    keras = _keras()
+    layers = metamer_layers(model) if layers is None else list(layers)
+    return [name for name in layers if isinstance(model.get_layer(name), keras.layers.ReLU)]
 
 
 def representation_shapes(model, layers=None) -> dict[str, tuple[int, ...]]:
@@ -311,8 +422,9 @@ def representation_shapes(model, layers=None) -> dict[str, tuple[int, ...]]:
 
 
 def stage_of(layer_name: str) -> str:
-    """The conv stage a per-group layer belongs to ('conv_0_g3' -> 'conv_0'); other names unchanged."""
-    match = _GROUP_LAYER.match(layer_name)
+    """The stage a per-group or pre-activation layer belongs to ('conv_0_g3', 'conv_0_linear' -> 'conv_0';
+    'dense_linear' -> 'dense'); other names unchanged."""
+    match = _STAGE_PART.match(layer_name)
     return match.group(1) if match else layer_name
 
 
@@ -362,42 +474,3 @@ def layer_table(models: dict):
                          "units": int(np.prod(shape)), "params": int(layer.count_params()) if layer.built else 0,
                          "metamer_layer": layer.name in chosen})
     return pd.DataFrame(rows)
-
-
-def match_width(arch: str, target_params: int, input_shape: tuple[int, int], n_classes: int, *,
-                max_width: int = 512, **build_kwargs) -> tuple[int, int]:
-    """The ``width`` (1..``max_width``) whose parameter count is closest to ``target_params``, and that count.
-
-    Every layer's parameter count is a polynomial of degree <= 2 in ``width`` (conv kernels, the dense
-    layer's fan-in), so three small builds give the exact curve; the chosen width is built once more to
-    confirm the count (bisection over builds if it ever differs)."""
-    build_kwargs.pop("width", None)
-    build_kwargs.pop("normalization_data", None)
-    cache: dict[int, int] = {}
-
-    def count(width: int) -> int:
-        if width not in cache:
-            cache[width] = int(build_classifier(arch, input_shape, n_classes, width=width,
-                                                **build_kwargs).count_params())
-        return cache[width]
-
-    c1, c2, c3 = count(1), count(2), count(3)
-    a = (c3 - 2 * c2 + c1) / 2  # count(w) = a w^2 + b w + c
-    b = c2 - c1 - 3 * a
-    c = c1 - a - b
-    widths = np.arange(1, int(max_width) + 1)
-    predicted = a * widths ** 2 + b * widths + c
-    best = int(widths[np.argmin(np.abs(predicted - target_params))])
-    if count(best) == int(round(a * best ** 2 + b * best + c)):
-        return best, count(best)
-    low, high = 1, int(max_width)  # pragma: no cover - the quadratic model did not hold
-    if count(high) < target_params:
-        return high, count(high)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if count(mid) < target_params:
-            low = mid
-        else:
-            high = mid
-    best = min((low, high), key=lambda w: (abs(count(w) - target_params), w))
-    return best, count(best)

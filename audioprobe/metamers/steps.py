@@ -103,7 +103,8 @@ def train_keyword_model_step(waveforms_path, split_path, outputs, *, model: dict
     log.info("%s on %s: %d train, %d validation, %d test clips, %d words", model["arch"], "x".join(map(str, reps.shape[1:])),
              masks["train"].sum(), validation.sum(), masks["test"].sum(), len(names))
     classifier = architectures.build_classifier(model["arch"], reps.shape[1:], len(names), groups=model["groups"],
-                                                seed=training["seed"], normalization_data=reps[masks["train"]])
+                                                sizes=model["sizes"], seed=training["seed"],
+                                                normalization_data=reps[masks["train"]])
     classifier, history = fit.train_classifier(
         classifier, reps[masks["train"]], labels[masks["train"]], reps[validation], labels[validation],
         epochs=training["epochs"], batch_size=training["batch_size"], learning_rate=training["learning_rate"],
@@ -125,14 +126,16 @@ def keyword_model_tables_step(weights, evaluations, waveforms_path, outputs, *, 
     for arch, weight_path, evaluation_path in zip(architectures_used, weights, evaluations):
         evaluation = json.loads(open(evaluation_path).read())
         models[arch] = fit.load_classifier(weight_path, arch, tuple(evaluation["input_shape"]),
-                                           len(evaluation["class_names"]), groups=model["groups"])
+                                           len(evaluation["class_names"]), groups=model["groups"],
+                                           sizes=model["sizes"])
         results[arch] = evaluation["test"]
     write_csv(outputs.parameters, architectures.parameter_table(models), config=model)
     write_csv(outputs.accuracy, fit.accuracy_table(results), config=model)
 
 
 class KeywordNetwork:
-    """Front end + trained classifier: waveforms -> every metamer layer in one differentiable pass."""
+    """Front end + trained classifier: waveforms -> every metamer layer in one differentiable pass, its
+    matched ReLUs read with their true gradient or through a FakeReLU (``relu_gradient``)."""
 
     def __init__(self, settings: dict, weights_path, evaluation: dict, samples: int):
         from audioprobe.metamers import architectures, frontends
@@ -141,12 +144,13 @@ class KeywordNetwork:
         self.frontend = frontends.build_frontend(settings["frontend"])
         shape = self.frontend.output_shape(samples)
         self.classifier = fit.load_classifier(weights_path, settings["arch"], shape, len(evaluation["class_names"]),
-                                              groups=settings["groups"])
+                                              groups=settings["groups"], sizes=settings["sizes"])
         self.layers = architectures.metamer_layers(self.classifier)
-        self._outputs = architectures.layer_model(self.classifier, self.layers)
+        self._outputs = {mode: architectures.layer_model(self.classifier, self.layers, relu_gradient=mode)
+                         for mode in architectures.RELU_GRADIENTS}
 
-    def forward(self, waveforms):
-        return self._outputs(self.frontend(waveforms), training=False)
+    def forward(self, waveforms, relu_gradient: str = "true"):
+        return self._outputs[relu_gradient](self.frontend(waveforms), training=False)
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:
         import tensorflow as tf
@@ -164,10 +168,10 @@ class PretrainedNetwork:
         self.model = models.load(settings["model"], {**settings["model_config"], "numerics": "float"},
                                  settings["weights"], threads=threads)
         self.layers = self.model.check_layers(settings["layers"])
-        self._forward = self.model.differentiable(self.layers)
+        self._forward = {mode: self.model.differentiable(self.layers, relu_gradient=mode) for mode in ("fake", "true")}
 
-    def forward(self, waveforms):
-        return self._forward(waveforms)
+    def forward(self, waveforms, relu_gradient: str = "true"):
+        return self._forward[relu_gradient](waveforms)
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:
         last = self.model.layers()[-1]

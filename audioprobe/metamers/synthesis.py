@@ -2,8 +2,16 @@
 
 Every (sound, layer) pair is one row of a single batch: one forward pass computes all requested layers
 for all rows, and each row's loss reads only its own layer, so many sounds and layers are optimised
-together. Following Feather et al. (2019): the waveform starts as seeded pink noise, Adam with a
-learning rate of 1e-3 decaying by 0.95 every 1,000 steps, no clipping of the waveform.
+together. Following Feather et al. (2019) and Lu: the waveform starts as seeded pink noise, Adam with a
+learning rate of 1e-3 decaying by 0.95 every 1,000 steps, no clipping of the waveform; Lu ran 1,500
+iterations (Feather et al. 15,000), the default here.
+
+Matched ReLUs: with ``relu_gradient="fake"`` (the default, as Feather et al.) a matched layer that is a
+ReLU output is read through a FakeReLU (ReLU forward, identity gradient), so units that are off in the
+metamer but on in the target still get a gradient; ``"true"`` uses the ReLU's own gradient (zero where
+the pre-activation is negative). The network's ``forward`` applies it: synthesis calls
+``forward(waveforms, relu_gradient=...)`` in its loss, and ``forward(waveforms)`` (true ReLUs) for the
+targets, whose values are the same either way.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 LOSSES = ("normalized", "sum_squares")
+RELU_GRADIENTS = ("fake", "true")
 
 
 def pink_noise(rng: np.random.Generator, rows: int, samples: int, rms: float = 0.01) -> np.ndarray:
@@ -31,12 +40,13 @@ def pink_noise(rng: np.random.Generator, rows: int, samples: int, rms: float = 0
 
 @dataclass
 class Settings:
-    iterations: int = 2000
+    iterations: int = 1500
     learning_rate: float = 1e-3
     decay_rate: float = 0.95
     decay_steps: int = 1000
     init_rms: float = 0.01
     loss: str = "normalized"
+    relu_gradient: str = "fake"
     seed: int = 0
     log_every: int = 250
 
@@ -45,15 +55,19 @@ def synthesise(forward, targets: np.ndarray, layers: list[str], settings: Settin
                log: logging.Logger = log) -> tuple[np.ndarray, np.ndarray]:
     """Metamers for every target sound at every layer.
 
-    ``forward`` maps a waveform batch [rows, samples] (tf tensor) to {layer: activations}; it must be
-    differentiable. Returns metamers [len(layers), sounds, samples] and the loss curve
+    ``forward(waveforms, relu_gradient="true")`` maps a waveform batch [rows, samples] (tf tensor) to
+    {layer: activations}; it must be differentiable, and the loss calls it with
+    ``relu_gradient=settings.relu_gradient`` (see the module docstring). Returns metamers [len(layers), sounds, samples] and the loss curve
     [checkpoints, len(layers), sounds] (checkpoints every ``log_every`` steps, plus the last).
     A row whose loss diverges keeps NaN values; rows do not interact, so the others are unaffected.
     """
     import tensorflow as tf
 
     if settings.loss not in LOSSES:
-        raise ValueError(f"metamers.loss must be one of {', '.join(LOSSES)}, not {settings.loss!r}")
+        raise ValueError(f"metamers.synthesis.loss must be one of {', '.join(LOSSES)}, not {settings.loss!r}")
+    if settings.relu_gradient not in RELU_GRADIENTS:
+        raise ValueError(f"metamers.synthesis.relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, "
+                         f"not {settings.relu_gradient!r}")
     targets = np.asarray(targets, np.float32)
     sounds, samples = targets.shape
     rows = len(layers) * sounds
@@ -72,7 +86,7 @@ def synthesise(forward, targets: np.ndarray, layers: list[str], settings: Settin
     optimiser = tf.keras.optimizers.Adam(schedule)
 
     def row_losses(x):
-        outputs = forward(x)
+        outputs = forward(x, relu_gradient=settings.relu_gradient)
         total = tf.zeros([rows])
         for layer in layers:
             error = tf.reduce_sum(tf.reshape(outputs[layer] - wanted[layer], [rows, -1]) ** 2, axis=1)

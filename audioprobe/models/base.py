@@ -38,8 +38,10 @@ class ModelAdapter(ABC):
         ``channel_masks`` ({layer: 0/1 vector}) zero switched off in ``layer`` and later layers."""
 
     @abstractmethod
-    def differentiable(self, layers: list[str]):
-        """A function of a waveform batch (framework tensor) to {layer: tensor}, that gradients flow through."""
+    def differentiable(self, layers: list[str], relu_gradient: str = "true"):
+        """A function of a waveform batch (framework tensor) to {layer: tensor}, that gradients flow through.
+        With ``relu_gradient="fake"`` a layer that ends in a ReLU is returned through a FakeReLU (same values,
+        identity gradient), for metamer synthesis."""
 
     def check_layers(self, layers: list[str]) -> list[str]:
         known = self.layers()

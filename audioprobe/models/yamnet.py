@@ -86,8 +86,9 @@ class Yamnet(ModelAdapter):
 
     ``numerics="float"`` computes in float32 throughout (differentiable; what the Keras model computes).
     ``numerics="tflite"`` reproduces the TFLite export's dynamic-range arithmetic, where int8 kernels meet
-    inputs quantised to int8 per patch (conv) or per row (dense): it matches the interpreter to float
-    rounding. Gradients always use float numerics.
+    inputs quantised to int8 per patch (conv) or per row (dense): it matches the interpreter's reference
+    kernels (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``) bit for bit at every layer. The interpreter's default
+    XNNPACK delegate quantises differently and is not reproduced. Gradients always use float numerics.
     """
 
     sample_rate = SAMPLE_RATE
@@ -184,9 +185,13 @@ class Yamnet(ModelAdapter):
             out.append(mask)
         return out
 
-    def differentiable(self, layers: list[str]):
+    def differentiable(self, layers: list[str], relu_gradient: str = "true"):
+        """Float numerics; with ``relu_gradient="fake"`` each requested layer's final ReLU is read through
+        a FakeReLU (identity gradient; Feather et al.'s metamer synthesis) while the path on keeps true ReLUs."""
         layers = self.check_layers(layers)
-        return lambda waveforms: self._waveform_to_layers(waveforms, layers, "float")
+        if relu_gradient not in ("fake", "true"):
+            raise ValueError(f"relu_gradient must be 'fake' or 'true', not {relu_gradient!r}")
+        return lambda waveforms: self._waveform_to_layers(waveforms, layers, "float", relu_gradient == "fake")
 
     # --- TensorFlow graph --------------------------------------------------------------------------------
     def log_mel_patches(self, waveforms, numerics: str = "float"):
@@ -206,7 +211,9 @@ class Yamnet(ModelAdapter):
             log_mel = tf.math.log(tf.tensordot(spectrogram, self._mel, 1) + LOG_OFFSET)
         return tf.signal.frame(log_mel, PATCH_FRAMES, PATCH_HOP_FRAMES, axis=1)
 
-    def _waveform_to_layers(self, waveforms, layers, numerics):
+    def _waveform_to_layers(self, waveforms, layers, numerics, fake_relu: bool = False):
+        from audioprobe.metamers.architectures import fake_relu as identity_gradient_relu
+
         tf = self.tf
         patches = self.log_mel_patches(waveforms, numerics)
         clips, count = tf.shape(patches)[0], tf.shape(patches)[1]
@@ -214,9 +221,11 @@ class Yamnet(ModelAdapter):
         last = max(LAYERS.index(layer) for layer in layers)
         out = {}
         for index in range(last + 1):
-            net = self._block(net, index, numerics)
+            linear = self._block_linear(net, index, numerics)
+            net = tf.nn.relu(linear)
             if LAYERS[index] in layers:
-                out[LAYERS[index]] = tf.reshape(net, [clips, count, *self._shapes[index]])
+                value = identity_gradient_relu(linear) if fake_relu else net
+                out[LAYERS[index]] = tf.reshape(value, [clips, count, *self._shapes[index]])
         return out
 
     def _continue(self, activations, start, numerics, masks=None):
@@ -237,19 +246,23 @@ class Yamnet(ModelAdapter):
                 "scores": tf.reshape(tf.sigmoid(logits), [clips, count, -1])}
 
     def _block(self, net, index, numerics):
+        return self.tf.nn.relu(self._block_linear(net, index, numerics))
+
+    def _block_linear(self, net, index, numerics):
+        """A block up to its final ReLU (that ReLU's input)."""
         tf = self.tf
         kind, stride, _ = LAYER_DEFS[index]
         params = self._params[index]
         if kind == "conv":
             if numerics == "tflite" and (index, "conv") not in self._hybrid:
-                return tf.nn.relu(self._first_conv_in_tflite_order(net, *params["conv"], stride))
-            return tf.nn.relu(self._conv(net, index, "conv", stride, numerics))
+                return self._first_conv_in_tflite_order(net, *params["conv"], stride)
+            return self._conv(net, index, "conv", stride, numerics)
         kernel, bias = params["depthwise"]
         if numerics == "tflite":
             net = tf.nn.relu(self._depthwise_in_tflite_order(net, kernel, bias, stride))
         else:
             net = tf.nn.relu(tf.nn.depthwise_conv2d(net, kernel, [1, stride, stride, 1], "SAME") + bias)
-        return tf.nn.relu(self._conv(net, index, "pointwise", 1, numerics))
+        return self._conv(net, index, "pointwise", 1, numerics)
 
     def _taps(self, net, size, stride):
         """The size x size shifted views of ``net`` (SAME padding) that a conv sums, row by row."""

@@ -6,7 +6,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from audioprobe.metamers import synthesis, validation  # noqa: E402
+from audioprobe.metamers import architectures, synthesis, validation  # noqa: E402
 
 
 def small_model(seed=0):
@@ -15,9 +15,10 @@ def small_model(seed=0):
     kernel = tf.constant(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3)
     readout = tf.constant(rng.standard_normal((4 * 33, 3)).astype(np.float32))
 
-    def forward(waveforms):
+    def forward(waveforms, relu_gradient="true"):
         spectrum = tf.abs(tf.signal.stft(waveforms, 64, 32))
-        conv = tf.nn.relu(tf.nn.conv2d(spectrum[..., None], kernel, 1, "SAME"))
+        relu = architectures.fake_relu if relu_gradient == "fake" else tf.nn.relu
+        conv = relu(tf.nn.conv2d(spectrum[..., None], kernel, 1, "SAME"))
         logits = tf.reshape(tf.reduce_mean(conv, axis=1), [tf.shape(waveforms)[0], -1]) @ readout
         return {"spectrum": spectrum, "conv": conv, "logits": logits}
 
@@ -65,7 +66,7 @@ def test_synthesis_is_reproducible():
 
 
 def test_a_diverging_row_is_kept_and_flagged_not_fatal():
-    def forward(waveforms):
+    def forward(waveforms, relu_gradient="true"):
         square = waveforms ** 2
         # row 0's activations explode to Inf; row 1 stays finite
         scale = tf.constant([[1e38], [1.0]], tf.float32)
@@ -123,3 +124,63 @@ def test_a_saturated_correlation_null_is_matched_not_beaten():
     assert table["spearman_beats_null"].all() and table["passed"].all()
     table = validation.validate(natural[::-1], natural, np.zeros(2), np.zeros(2), limits)
     assert not table["spearman_beats_null"].any()
+
+
+def gated_model(threshold=1.0, calls=None):
+    """One ReLU layer, max(|STFT| - threshold, 0): off everywhere for quiet noise, on at a loud tone's bin."""
+    def forward(waveforms, relu_gradient="true"):
+        if calls is not None:
+            calls.append(relu_gradient)
+        pre = tf.abs(tf.signal.stft(waveforms, 64, 32)) - threshold
+        return {"gate": (architectures.fake_relu if relu_gradient == "fake" else tf.nn.relu)(pre)}
+
+    return forward
+
+
+def test_synthesis_reads_the_matched_relu_as_settings_say():
+    """From noise that leaves every unit of the matched ReLU off, the true gradient is zero everywhere (the
+    waveform never moves), while the FakeReLU's identity gradient pulls the units the target has on."""
+    targets = 3 * tones(2)  # peak bin magnitude ~5, well above the threshold of 1
+    start = synthesis.pink_noise(np.random.default_rng(4), 2, 2048, 0.01)
+    assert (gated_model()(tf.constant(start))["gate"].numpy() == 0).all()
+    assert (gated_model()(tf.constant(targets.astype(np.float32)))["gate"].numpy() > 0).any()
+    results = {}
+    for mode in ("true", "fake"):
+        calls = []
+        settings = synthesis.Settings(iterations=60, learning_rate=0.01, log_every=60, seed=4, relu_gradient=mode)
+        results[mode] = synthesis.synthesise(gated_model(calls=calls), targets, ["gate"], settings)
+        assert set(calls) == {"true", mode}  # the targets' pass, then the loss with the configured gradient
+    metamers, curve = results["true"]
+    np.testing.assert_array_equal(metamers[0], start)
+    metamers, curve = results["fake"]
+    assert np.abs(metamers[0] - start).max() > 0 and (curve[-1] < 0.8).all()  # normalised loss starts at 1
+    with pytest.raises(ValueError, match="relu_gradient"):
+        synthesis.synthesise(gated_model(), targets, ["gate"], synthesis.Settings(iterations=1, relu_gradient="leaky"))
+
+
+def test_default_settings_are_the_methods():
+    settings = synthesis.Settings()
+    assert (settings.iterations, settings.learning_rate, settings.decay_rate, settings.decay_steps,
+            settings.relu_gradient) == (1500, 1e-3, 0.95, 1000, "fake")  # Lu's 1,500; Feather et al.'s FakeReLU
+
+
+def test_yamnet_matched_layer_relu_gradient(yamnet_tflite):
+    """YAMNet's metamer layers end in a ReLU: 'fake' reads it through a FakeReLU (same values, gradient
+    through the units that are off), 'true' gives those units no gradient."""
+    from audioprobe.models import yamnet_weights
+    from audioprobe.models.yamnet import Yamnet
+
+    model = Yamnet(yamnet_weights.load_weights(str(yamnet_tflite)), numerics="float")
+    waves = tf.constant(synthesis.pink_noise(np.random.default_rng(0), 1, 15600, 0.1))
+    values, grads = {}, {}
+    for mode in ("true", "fake"):
+        forward = model.differentiable(["layer2"], relu_gradient=mode)
+        with tf.GradientTape() as tape:
+            tape.watch(waves)
+            out = forward(waves)["layer2"]
+            off = tf.cast(tf.equal(out, 0.0), tf.float32)
+            loss = tf.reduce_sum(out * tf.stop_gradient(off))
+        values[mode], grads[mode] = out.numpy(), tape.gradient(loss, waves).numpy()
+    np.testing.assert_array_equal(values["fake"], values["true"])
+    assert 0 < (values["true"] == 0).mean() < 1
+    assert np.abs(grads["true"]).max() == 0 and np.abs(grads["fake"]).max() > 0
