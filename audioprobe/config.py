@@ -14,6 +14,26 @@ class ConfigError(ValueError):
     pass
 
 
+# Keys that were renamed: {old path: (new path, what else the user should know)}. The schema refuses unknown
+# keys with a bare "Additional properties are not allowed"; check_renamed names the new key instead.
+RENAMED = {
+    ("dissect", "concepts", "scale"): (
+        "dissect.similarity.scale",
+        "its default changed from 100 to 1 (raw cosines, as CLIP-Dissect and AND's TAB pass them); "
+        "write dissect: {similarity: {scale: 100}} to keep the old behaviour"),
+}
+
+
+def check_renamed(config: dict) -> None:
+    """Refuse a key that was renamed, naming its new place (call before schema validation)."""
+    for path, (new, note) in RENAMED.items():
+        node = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            raise ConfigError(f"{'.'.join(path)} was renamed {new}: move the setting there ({note})")
+
+
 def load_schema(path=SCHEMA) -> dict:
     with open(path) as handle:
         return yaml.safe_load(handle)

@@ -65,8 +65,9 @@ def plot_transfer(distances, statistics, path, space: str, layer: str) -> None:
     """Figure 2 as paired differences: for each factor (row) and reference P or Q (column), the mean change
     of the distance to the reference that each edit causes, d(ref, M->P) - d(ref, M) and d(ref, M->Q) -
     d(ref, M), with the Bonferroni-adjusted confidence interval of that paired difference (statistics
-    columns ci_low, ci_high, ci_level; they bound d(ref, M) - d(ref, edit), hence the sign flip). A star
-    marks p_t_bonferroni < 0.05, which is exactly when the interval excludes 0."""
+    columns ci_low, ci_high, ci_level; they bound d(ref, M) - d(ref, edit), hence the sign flip). Means and
+    intervals are those of the tests: over M's recordings (n_recordings), each recording's distances averaged
+    first. A star marks p_t_bonferroni < 0.05, which is exactly when the interval excludes 0."""
     factors = list(dict.fromkeys(distances["factor"]))
     edits = ["M->P", "M->Q"]
     figure, axes = plt.subplots(len(factors), 2, figsize=(8, 3.4 * len(factors)), squeeze=False,
@@ -90,6 +91,9 @@ def plot_transfer(distances, statistics, path, space: str, layer: str) -> None:
             axis.set_ylabel(f"d({reference}, edit) − d({reference}, M)\n({space.replace('_', ' ')})")
             span = max(float(np.max(np.abs(np.r_[low, high]))), 1e-9)
             axis.set_ylim(-1.25 * span, 1.25 * span)
-    figure.suptitle(f"Latent transfer at {layer}: mean paired difference, Bonferroni-adjusted 95 % CI\n"
-                    "* = p < 0.05, paired t-test, Bonferroni", fontsize="medium")
+    recordings = "/".join(str(n) for n in dict.fromkeys(statistics["n_recordings"])) \
+        if "n_recordings" in statistics else "?"
+    figure.suptitle(f"Latent transfer at {layer}: mean paired difference over M's recordings (n = {recordings}), "
+                    "Bonferroni-adjusted 95 % CI\n* = p < 0.05, paired t-test over recordings, Bonferroni",
+                    fontsize="medium")
     save_figure(figure, path)

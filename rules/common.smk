@@ -10,6 +10,7 @@ from audioprobe.models import layer_names
 SCHEMA = "../workflow/schemas/config.schema.yaml"
 GENERATED_KINDS = ("maas-synth", "commands-synth")
 
+apconfig.check_renamed(config)
 apconfig.fill_defaults(config, apconfig.load_schema(workflow.source_path(SCHEMA)))
 validate(config, SCHEMA, set_default=True)
 apconfig.check_references(config, layer_names)
@@ -220,6 +221,20 @@ def projection_files(wildcards):
     ]
 
 
+def fold_projection_files(wildcards):
+    return [
+        f"results/latent/{wildcards.model}/{wildcards.dataset}/projection_folds/{layer}.h5"
+        for layer in run_layers(wildcards.model)
+    ]
+
+
+def projection_mem_mb(wildcards, input):
+    """Memory for fitting projections, scaled with the layer file's size (see the package's estimate)."""
+    from audioprobe.latent.projection import projection_mem_mb as estimate
+
+    return estimate(input.size_mb, compressed=config["activations"]["compression"] != "none")
+
+
 def flow_layer_of(wildcards):
     """The flow's layer: fixed in the config, or the decoding peak (known once decoding has run)."""
     fixed = apconfig.flow_layer(config, wildcards.model, layer_names)
@@ -260,6 +275,7 @@ def latent_outputs():
         base = f"results/latent/{model}/{dataset}"
         outputs += [
             f"{base}/decoding/summary.csv",
+            f"{base}/decoding/null.csv",
             f"{base}/decoding/tests.csv",
             f"{base}/decoding/decoding.png",
             f"{base}/flow/flow.pt",
@@ -305,7 +321,11 @@ def metamer_networks_of(wildcards):
 
 
 def keyword_model_settings(wildcards):
-    settings = {"frontend": config["metamers"]["frontend"], "groups": config["metamers"]["groups"]}
+    settings = {
+        "frontend": config["metamers"]["frontend"],
+        "groups": config["metamers"]["groups"],
+        "sizes": config["metamers"]["sizes"],
+    }
     if hasattr(wildcards, "arch"):
         settings["arch"] = wildcards.arch
     return settings
@@ -407,6 +427,14 @@ def dissect_setting(*keys):
     return setting
 
 
+def closed_concepts_setting(wildcards):
+    """The closed-set matching's keys, with only the two pruning functions it also scores: the pruning's
+    other settings (top, seed, random_seeds, pool) do not rerun it."""
+    dissect = config["dissect"]
+    return {"similarity": dissect["similarity"], "methods": dissect["methods"],
+            "pruning": {key: dissect["pruning"][key] for key in ("db_function", "tab_function")}}
+
+
 LLM_KEYS = ("gguf", "context", "seed", "threads", "summary_tokens", "summary_stop", "repeat_penalty")
 
 
@@ -438,6 +466,12 @@ def last_layer_file(wildcards):
 def first_layer_file(wildcards):
     layer = dissect_layers(wildcards.model)[0]
     return f"results/activations/{wildcards.model}/{wildcards.dataset}/{layer}.h5"
+
+
+def icl_summaries(wildcards):
+    """The calibrated summaries (the paper), or the uncalibrated ones (dissect.icl.summary: highly)."""
+    name = "calibrated" if config["dissect"]["icl"]["summary"] == "calibrated" else "summaries"
+    return f"{dissect_base(wildcards)}/{name}.csv"
 
 
 def tagger_inputs(wildcards):

@@ -46,7 +46,7 @@ rule project_layer:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=6000,
+        mem_mb=projection_mem_mb,
         runtime=30,
     script:
         "../workflow/scripts/project_layer.py"
@@ -90,7 +90,7 @@ rule project_folds:
     conda:
         "../envs/torch.yaml"
     resources:
-        mem_mb=6000,
+        mem_mb=projection_mem_mb,
         runtime=60,
     script:
         "../workflow/scripts/project_folds.py"

@@ -395,7 +395,8 @@ RERUN_CASES = [
     pytest.param({"datasets": {"maas-synth": {"seed": 7}}},
                  {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
                   "pool_activations": 14, "summarise_activations": 1, "latent_split": 1, "project_layer": 14,
-                  "decode_layers": 1, **LATENT_AFTER_DECODING, **DISSECT_AFTER_MAAS_SYNTH, "all": 1},
+                  "latent_folds": 1, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
+                  **DISSECT_AFTER_MAAS_SYNTH, "all": 1},
                  id="dataset-seed"),
     # One layer fewer: no layer is extracted, pooled or projected again; the summary and the decoding change,
     # and with them the flow, whose layer ("best") the decoding picks.
@@ -403,8 +404,13 @@ RERUN_CASES = [
                  {"summarise_activations": 1, "decode_layers": 1, **LATENT_AFTER_DECODING, "all": 1},
                  id="activation-layers"),
     pytest.param({"latent": {"pca_components": 6}},
-                 {"project_layer": 14, "decode_layers": 1, **LATENT_AFTER_DECODING, "all": 1},
+                 {"project_layer": 14, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
+                  "all": 1},
                  id="pca-components"),
+    # Other decoding folds: new folds, fold projections and decoding; the flow's own projection stays.
+    pytest.param({"latent": {"decode": {"folds": 3}}},
+                 {"latent_folds": 1, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING, "all": 1},
+                 id="decode-folds"),
     pytest.param({"latent": {"flow": {"epochs": 6}}},
                  {**LATENT_AFTER_DECODING, "all": 1},
                  id="flow-epochs"),
@@ -423,8 +429,21 @@ RERUN_CASES = [
     pytest.param({"dissect": {"similarity": {"functions": ["cos", "wpmi"]}}},
                  {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "all": 1},
                  id="similarity-function"),
+    # The scale of the cosines is the closed-set matching's alone: the concept scores are not recomputed.
+    pytest.param({"dissect": {"similarity": {"scale": 100}}},
+                 {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "all": 1},
+                 id="similarity-scale"),
+    # More draws of the random pruning baselines rerun the pruning alone, not the closed concepts.
+    pytest.param({"dissect": {"pruning": {"random_seeds": 2}}},
+                 {"prune_by_concept": 1, "all": 1},
+                 id="pruning-random-seeds"),
+    pytest.param({"dissect": {"icl": {"summary": "highly"}}},
+                 {"icl_concepts": 1, "evaluate_last_layer": 1, "all": 1},
+                 id="icl-summary"),
+    # ICL reads the calibrated summaries, so it and the last-layer table follow the calibration.
     pytest.param({"dissect": {"calibration": {"threshold": 0.6}}},
-                 {"calibrate_summaries": 1, "open_concepts": 1, "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
+                 {"calibrate_summaries": 1, "open_concepts": 1, "icl_concepts": 1, "evaluate_last_layer": 1,
+                  "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
                  id="calibration-threshold"),
 ]
 

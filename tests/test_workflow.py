@@ -96,14 +96,27 @@ def test_a_keyword_dataset_change_reruns_study2_only_and_no_activations(tiny_run
                     "validate_metamers": 3, "metamer_pass_rates": 1, "listening_package": 1, "all": 1}
 
 
+def test_relu_gradient_reruns_metamer_synthesis_only(tiny_run, yamnet_tflite):
+    jobs = scheduled(snakemake(tiny_run, "-n", config={"metamers": {"synthesis": {"relu_gradient": "true"}}},
+                               weights=yamnet_tflite))
+    assert jobs == {"synthesise_metamers": 3, "validate_metamers": 3, "metamer_pass_rates": 1,
+                    "listening_package": 1, "all": 1}
+
+
 def test_study2_outputs_and_the_analysis_of_responses(tiny_run, yamnet_tflite):
     base = tiny_run / "results/metamers/commands-synth"
     rates = read_csv(base / "pass_rates.csv")
     assert set(rates["model"]) == {"conv2d", "grouped_temporal", "yamnet"}
     assert rates.groupby("model").size().to_dict() == {"conv2d": 5, "grouped_temporal": 5, "yamnet": 1}
     assert (rates["metamers"] == 12).all()
-    parameters = read_csv(base / "models/parameters.csv")
-    assert parameters.set_index("model")["total_params"].gt(0).all()
+    parameters = read_csv(base / "models/parameters.csv").set_index("model")
+    assert parameters["total_params"].gt(0).all()
+    grouped = parameters.loc["grouped_temporal"]  # Lu's Table 3 (metamers.sizes: seed)
+    assert (grouped["shape_conv_0"], grouped["shape_conv_1"], grouped["units_dense"]) == ("30x128", "28x512", 512)
+    import h5py
+
+    with h5py.File(base / "grouped_temporal/metamers.h5", "r") as made:
+        assert json.loads(made.attrs["config"])["synthesis"]["relu_gradient"] == "fake"  # the schema's default
     validation = read_csv(base / "conv2d/validation.csv")
     for wav in validation["wav"]:
         assert (base / "conv2d/wav" / wav).stat().st_size > 1000
@@ -135,11 +148,38 @@ def test_study1_outputs(tiny_run):
     summary = read_csv(base / "decoding/summary.csv")
     assert len(summary) == 28 and set(summary["factor"]) == {"material", "action"}
     assert "StratifiedGroupKFold" in summary["split"].iloc[0]
+    # decoding never sees a test clip: folds cover exactly the train and val clips
+    split, folds = read_csv(base / "split.csv"), read_csv(base / "cv_folds.csv")
+    assert set(folds["clip_id"]) == set(split.loc[split["split"] != "test", "clip_id"])
+    assert summary["decoded_on"].str.contains("test split is never decoded").all()
+    assert (summary["permutations"] == 200).all() and summary["p_permutation"].between(1 / 201, 1).all()
+    assert (summary["null_mean"] <= summary["null_p95"]).all()
+    assert len(read_csv(base / "decoding/null.csv")) == 28 * 200
+    # tiny has 3 recordings per pair: no validation split, so no early stopping, and curve.csv says so
+    curve = read_csv(base / "flow/curve.csv")
+    assert len(curve) == 5 and curve["val_loss"].isna().all() and curve["kept"].tolist() == [False] * 4 + [True]
+    assert curve["early_stopping"].iloc[0].startswith("off: the validation split is empty")
     tests = read_csv(base / "decoding/tests.csv")
     assert {"p_t_bonferroni", "p_t_holm"} <= set(tests.columns) and len(tests) == 6
     assert json.loads((base / "flow/invertibility.json").read_text())["max_abs_round_trip_error"] <= 1e-4
     statistics = read_csv(base / "transfer/statistics.csv")
     assert len(statistics) == 8 and statistics["p_t_holm"].between(0, 1).all()
+    assert (summary["null_unit"] == "recording").all()
+    # the transfer is tested over M's recordings, and no partner comes from M's recording
+    distances = read_csv(base / "transfer/distances.csv")
+    per_factor = distances.groupby("factor").agg(recordings=("group_m", "nunique"), pairs=("pair", "nunique"))
+    factor_of = statistics["label_a"].str.split(": ").str[0]
+    assert (statistics["n"] == statistics["n_recordings"]).all()
+    assert (statistics["n_recordings"].to_numpy() == per_factor.loc[factor_of, "recordings"].to_numpy()).all()
+    assert (statistics["n_pairs"].to_numpy() == per_factor.loc[factor_of, "pairs"].to_numpy()).all()
+    import h5py
+
+    with h5py.File(base / "transfer/edited.h5", "r") as edited:
+        for factor in ("material", "action"):
+            m, p, q = (edited[factor][f"group_{x}"].asstr()[()] for x in "mpq")
+            assert (m != p).all() and (m != q).all()
+    significant = statistics["p_t_bonferroni"] < 0.05  # Figure 2's intervals agree with its stars
+    assert (significant == ((statistics["ci_low"] > 0) | (statistics["ci_high"] < 0))).all()
     for figure in ("decoding/decoding.png", "flow/curve.png", "figure1.png", "transfer/figure2.png"):
         assert (base / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -161,11 +201,24 @@ def test_study3_outputs(tiny_run):
     llm = json.loads((base / "summaries.llm.json").read_text())
     assert llm["llm_calls"] + llm["cache_hits"] == 2 * (~summaries["constant"]).sum()
     pruning = read_csv(base / "pruning.csv")
-    assert set(pruning["strategy"]) == {"db", "ocp", "random"} and (pruning["classes"] == 2).all()
-    db = pruning.set_index("strategy").loc["db"]
+    assert pruning["strategy"].tolist() == ["db", "random_db", "ocp", "random_ocp"] and (pruning["classes"] == 2).all()
+    by_strategy = pruning.set_index("strategy")
+    db = by_strategy.loc["db"]
     assert db["mean_pruned"] > 0 and db["delta_target_probability"] != 0
-    pos = read_csv(base / "pos_ablation.csv")
-    assert pos["category"].tolist() == ["adjectives", "verbs", "nouns", "prepositions", "caption_len"]
+    per_class = read_csv(base / "pruning_per_class.csv").set_index(["strategy", "class"])["pruned"]
+    for strategy in ("db", "ocp"):  # each random baseline prunes exactly its strategy's count in each class
+        assert per_class.loc[f"random_{strategy}"].equals(per_class.loc[strategy])
+    # the random baselines are 5 draws with a spread (SD over draws); the strategies are one draw, no SD
+    assert by_strategy.loc[["random_db", "random_ocp"], "draws"].eq(5).all()
+    assert by_strategy.loc[["random_db", "random_ocp"], "delta_target_probability_sd"].notna().all()
+    assert by_strategy.loc[["db", "ocp"], "delta_target_probability_sd"].isna().all()
+    # one candidate pool: the 2 summarised neurons of each of the 3 pruned layers
+    assert (pruning["candidate_pool"] == "summarised").all() and (pruning["pool_neurons"] == 6).all()
+    pos = read_csv(base / "pos_ablation.csv")  # Figure 4(a): r = 25 % and 50 % of the 6 summarised neurons
+    assert pos.groupby("fraction")["category"].apply(list).to_dict() == {
+        r: ["adjectives", "verbs", "nouns", "prepositions", "caption_len", "random"] for r in (0.25, 0.5)}
+    assert pos.groupby("fraction")["pruned"].first().to_dict() == {0.25: 2, 0.5: 3}
+    assert (read_csv(base / "icl.csv")["summary"] == "calibrated").all()  # ICL reads Module B's output
     clusters = read_csv(base / "interpretability.csv")
     assert set(clusters["layer"]) == {"layer2", "layer8", "layer14", "head"}
     assert clusters["uninterpretable_percent"].between(0, 100).all()
@@ -239,7 +292,9 @@ def test_study1_runs_on_a_folder_of_real_recordings(tmp_path, yamnet_tflite):
                                             "columns": ["material", "class_name"]}}},
         "activations": {"runs": [{"model": "yamnet", "dataset": "rolling"}]},
         "latent": {"runs": [{"model": "yamnet", "dataset": "rolling"}], "factors": ["material", "class_name"],
-                   "flow": {"layer": "layer9"}},
+                   "flow": {"layer": "layer9"},
+                   # 4 recordings per class: 2 test ones, so a transfer partner can come from another recording
+                   "split": {"val_fraction": 0.2, "test_fraction": 0.4}},
         "dissect": {"runs": []},
     }
     base = "results/latent/yamnet/rolling"
@@ -272,7 +327,10 @@ def test_study3_on_real_recordings_with_oracle_captions(tmp_path, yamnet_tflite)
         "metamers": {"dataset": None},
         "dissect": {"runs": [{"model": "yamnet", "dataset": "esc"}], "label": "category", "layers": "all",
                     "neurons": {"per_layer": 1}, "captions": {"backend": "labels"}, "top_k": 5,
-                    "similarity": {"functions": ["cos", "soft_wpmi"]}},
+                    "similarity": {"functions": ["cos", "soft_wpmi"]},
+                    # one neuron per layer is summarised: DB and its random baseline choose from every neuron
+                    # (without OCP, which needs a summary for each)
+                    "pruning": {"pool": "all"}},
     }
     snakemake(tmp_path, config=config, weights=yamnet_tflite)
     base = tmp_path / "results/dissect/yamnet/esc"
@@ -284,4 +342,6 @@ def test_study3_on_real_recordings_with_oracle_captions(tmp_path, yamnet_tflite)
     assert not last["captioner_is_target"].any() and (last["captioner"] == "labels(category)").all()
     pruning = read_csv(base / "pruning.csv").set_index("strategy")
     assert pruning.loc["db", "difference_probability"] < 0, pruning
-    assert pruning.loc["db", "delta_target_probability"] < pruning.loc["random", "delta_target_probability"]
+    assert pruning.loc["db", "delta_target_probability"] < pruning.loc["random_db", "delta_target_probability"]
+    assert pruning.loc["db", "mean_pruned"] == pruning.loc["random_db", "mean_pruned"] > 0
+    assert "ocp" not in pruning.index and (pruning["candidate_pool"] == "all").all()

@@ -11,7 +11,10 @@ training majority class, which grouped folds push below 1/K.
 
 from __future__ import annotations
 
+import logging
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,8 @@ import pandas as pd
 
 from audioprobe import stats
 from audioprobe.plots import save_figure
+
+log = logging.getLogger(__name__)
 
 DECODE_COLUMNS = ["layer", "factor", "fold", "accuracy", "balanced_accuracy", "majority_chance",
                   "majority_chance_balanced", "n_train", "n_test", "missing_in_training", "split", "decoded_on"]
@@ -164,7 +169,8 @@ def null_distribution(features: dict, factors: dict, groups, *, permutations: in
     k. The folds stay fixed because the per-fold projections were fitted on them (without labels). A clip's
     nearest training neighbours do not depend on the labels, so they are found once per layer and fold and
     every permutation only re-votes. Every layer of a factor sees
-    the same seeded permutations. Returns columns layer, factor, permutation, accuracy (mean over folds).
+    the same seeded permutations. Returns columns layer, factor, permutation, accuracy (mean over folds) and
+    null_unit ("recording", or "clip" where some group mixes labels; a warning then names the groups).
     """
     permutations = _check_count(permutations, "permutations")
     arrays, factors, groups = _check_layers(features, factors, groups, folds)
@@ -173,14 +179,99 @@ def null_distribution(features: dict, factors: dict, groups, *, permutations: in
     for (factor, labels), stream in zip(factors.items(), streams):
         fold_list = _folds_for(folds, groups, labels, n_folds, seed, factor)
         codes, n_classes = _codes(labels)
+        design = null_design(codes, groups, fold_list)
+        _log_design(design, factor)
         shuffled = permuted_labels(codes, groups, permutations, np.random.default_rng(stream), fold_list)
         for layer, x in arrays.items():
             neighbours = _neighbours(x, fold_list, k=k, metric=metric)
             accuracy = np.mean([np.mean(_vote(shuffled[:, nearest], n_classes) == shuffled[:, test], axis=1)
                                 for nearest, (_, test) in zip(neighbours, fold_list)], axis=0)
             frames.append(pd.DataFrame({"layer": layer, "factor": str(factor),
-                                        "permutation": np.arange(permutations), "accuracy": accuracy}))
+                                        "permutation": np.arange(permutations), "accuracy": accuracy,
+                                        "null_unit": design.unit}))
     return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class NullDesign:
+    """How the permutation null shuffles one factor's labels.
+
+    ``units`` holds each unit's class code and ``unit_of`` each clip's unit; ``unit`` says what a unit is
+    ("recording", or "clip" when some group mixes labels, listed in ``mixed_groups``). Labels move only
+    within each of ``blocks`` (arrays of units): the test folds, or all units at once. ``frozen_folds`` are
+    folds whose labels can never move (a single class, or a single unit).
+    """
+    units: np.ndarray
+    unit_of: np.ndarray
+    blocks: list
+    unit: str
+    mixed_groups: list
+    frozen_folds: list
+    within_folds: bool
+
+    def relabelings_log10(self) -> float:
+        """log10 of the number of distinct relabelings the shuffles can reach: per block, the multinomial
+        count of arrangements of its units' labels, multiplied over blocks."""
+        total = 0.0
+        for block in self.blocks:
+            counts = np.unique(self.units[block], return_counts=True)[1]
+            total += (math.lgamma(len(block) + 1) - sum(math.lgamma(c + 1) for c in counts)) / math.log(10)
+        return total
+
+
+def null_design(codes, groups, folds=None) -> NullDesign:
+    """The units and blocks of the permutation null for integer labels ``codes`` (see
+    :func:`permuted_labels`)."""
+    codes, groups = np.asarray(codes), np.asarray(groups)
+    names, group_of = np.unique(groups, return_inverse=True)
+    group_of = group_of.reshape(-1)
+    first = np.zeros(len(names), dtype=int)
+    first[group_of[::-1]] = np.arange(len(codes))[::-1]  # each group's first clip
+    per_group = pd.Series(codes).groupby(group_of).nunique().to_numpy()
+    mixed = [_plain(name) for name in names[per_group > 1]]
+    units, unit_of = (codes[first], group_of) if not mixed else (codes, np.arange(len(codes)))
+    blocks, frozen, within = [np.arange(len(units))], [], False
+    if folds is not None:
+        fold_of_unit = np.zeros(len(units), dtype=int)
+        for number, (_, test) in enumerate(folds):
+            fold_of_unit[unit_of[test]] = number
+        per_fold = [np.flatnonzero(fold_of_unit == f) for f in range(len(folds))]
+        movable = [len(np.unique(units[block])) > 1 for block in per_fold]
+        if any(movable):
+            blocks, within = per_fold, True
+            frozen = [f for f, can in enumerate(movable) if not can]
+    return NullDesign(units, unit_of, blocks, "clip" if mixed else "recording", mixed, frozen, within)
+
+
+def null_resolution(factors: dict, groups, folds, permutations: int) -> pd.DataFrame:
+    """Per factor: null_unit, the distinct relabelings the null can reach (log10), the smallest p-value it
+    can give (about max(1 / (1 + permutations), 1 / relabelings): with few relabelings the observed labelling
+    recurs among the shuffles) and the folds whose labels never move."""
+    groups = _vector(groups, "groups")
+    fold_list = folds_from_index(folds, groups)
+    rows = []
+    for factor, labels in factors.items():
+        design = null_design(_codes(_vector(labels, str(factor)))[0], groups, fold_list)
+        reach = design.relabelings_log10()
+        rows.append({"factor": str(factor), "null_unit": design.unit, "null_relabelings_log10": round(reach, 3),
+                     "null_min_p": max(1 / (1 + permutations), 10.0 ** -reach),
+                     "null_frozen_folds": ",".join(map(str, design.frozen_folds)),
+                     "null_shuffled_within": "test folds" if design.within_folds else "all units"})
+    return pd.DataFrame(rows)
+
+
+def _log_design(design: NullDesign, factor) -> None:
+    if design.mixed_groups:
+        shown = ", ".join(map(repr, design.mixed_groups[:10])) + (" ..." if len(design.mixed_groups) > 10 else "")
+        log.warning("factor %r: %d recording group(s) mix labels (%s), so the permutation null shuffles clips, "
+                    "not recordings, and is too narrow for grouped data; give each recording one label of the "
+                    "factor (null_unit = clip in the summary)", factor, len(design.mixed_groups), shown)
+    if design.frozen_folds:
+        log.info("factor %r: fold(s) %s hold a single class (or a single %s), so their labels stay fixed in every "
+                 "permutation", factor, design.frozen_folds, design.unit)
+    if not design.within_folds:
+        log.info("factor %r: no fold can shuffle labels within itself, so labels are shuffled over all %ss",
+                 factor, design.unit)
 
 
 def permuted_labels(codes, groups, permutations: int, rng: np.random.Generator, folds=None) -> np.ndarray:
@@ -189,29 +280,18 @@ def permuted_labels(codes, groups, permutations: int, rng: np.random.Generator, 
     With ``folds`` (``(train, test)`` pairs) labels are shuffled among the recordings of the same test fold:
     the folds were stratified on the true labels, and keeping each fold's class counts keeps that design, so
     an uninformative layer's accuracy follows the null (a free shuffle gives stratified folds' chance too
-    low a value when classes have few recordings). Where that cannot move any label (every fold a single
-    recording or a single class) labels are shuffled over all recordings. A group that mixes labels makes
-    clips the unit instead of recordings.
+    low a value when classes have few recordings). A fold with a single class stays as it is. Where that
+    cannot move any label (every fold a single recording or a single class) labels are shuffled over all
+    recordings. A group that mixes labels makes clips the unit instead of recordings (see
+    :func:`null_design`, whose ``unit`` says which).
     """
-    codes, groups = np.asarray(codes), np.asarray(groups)
-    names, group_of = np.unique(groups, return_inverse=True)
-    group_of = group_of.reshape(-1)
-    first = np.zeros(len(names), dtype=int)
-    first[group_of[::-1]] = np.arange(len(codes))[::-1]  # each group's first clip
-    units, unit_of = (codes[first], group_of) if np.array_equal(codes[first][group_of], codes) else \
-        (codes, np.arange(len(codes)))
-    blocks = [np.arange(len(units))]
-    if folds is not None:
-        fold_of_unit = np.zeros(len(units), dtype=int)
-        for number, (_, test) in enumerate(folds):
-            fold_of_unit[unit_of[test]] = number
-        within = [np.flatnonzero(fold_of_unit == f) for f in range(len(folds))]
-        if any(len(np.unique(units[block])) > 1 for block in within):
-            blocks = within
+    codes = np.asarray(codes)
+    design = null_design(codes, groups, folds)
+    units, unit_of = design.units, design.unit_of
     out = np.empty((permutations, len(codes)), dtype=codes.dtype)
     for i in range(permutations):
         shuffled = units.copy()
-        for block in blocks:
+        for block in design.blocks:
             shuffled[block] = units[rng.permutation(block)]
         out[i] = shuffled[unit_of]
     return out
@@ -226,10 +306,12 @@ def null_summary(observed: float, null) -> dict:
             "permutations": len(null)}
 
 
-def summarise_decoding(table: pd.DataFrame, null: pd.DataFrame | None = None) -> pd.DataFrame:
+def summarise_decoding(table: pd.DataFrame, null: pd.DataFrame | None = None,
+                       resolution: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per layer x factor: n_folds, mean/sd/se/min/max accuracy, mean balanced accuracy, the mean majority
     baseline, split and decoded_on; with ``null`` (see :func:`null_distribution`) also null_mean, null_p95,
-    p_permutation, p_permutation_holm (Holm across the layers of a factor) and permutations.
+    p_permutation, p_permutation_holm (Holm across the layers of a factor), permutations and null_unit; with
+    ``resolution`` (see :func:`null_resolution`) also its per-factor columns.
 
     Layers and factors keep the order in which they first appear in ``table``.
     """
@@ -252,12 +334,17 @@ def summarise_decoding(table: pd.DataFrame, null: pd.DataFrame | None = None) ->
                 raise ValueError(f"the null distribution has no row for layer {layer!r}, factor {factor!r}; "
                                  "compute it with null_distribution on the same layers and factors")
             row.update(null_summary(mean, sample))
+            if "null_unit" in null.columns:
+                row["null_unit"] = "; ".join(dict.fromkeys(null.loc[sample.index, "null_unit"].astype(str)))
         rows.append({**row, "split": "; ".join(dict.fromkeys(part["split"].astype(str))),
                      "decoded_on": "; ".join(dict.fromkeys(part["decoded_on"].astype(str)))})
     summary = pd.DataFrame(rows)
     if null is not None:
         summary["p_permutation_holm"] = summary.groupby("factor", sort=False)["p_permutation"].transform(
             lambda p: stats.holm(p.to_numpy()))
+    if resolution is not None:
+        extra = resolution.drop(columns=[c for c in resolution.columns if c in summary.columns and c != "factor"])
+        summary = summary.merge(extra, on="factor", how="left", validate="many_to_one")
     return summary
 
 
@@ -266,6 +353,10 @@ def best_layer(table: pd.DataFrame, factor) -> str:
     accuracy = _accuracy_by_fold(table, factor)
     means = accuracy.mean(axis=0)
     return str(means.index[int(np.argmax(means.to_numpy()))])
+
+
+LAYER_TEST_CAVEAT = ("optimistic: the folds share training clips (their accuracies are not independent) and the "
+                     "best layer is chosen on the same folds it is tested on; read these p-values as descriptive")
 
 
 def layer_comparisons(table: pd.DataFrame, factor) -> pd.DataFrame:
@@ -277,8 +368,8 @@ def layer_comparisons(table: pd.DataFrame, factor) -> pd.DataFrame:
     is the first or the last, a contrast would compare a layer with itself: its row is kept with NaN
     statistics and a ``note``, and it does not count as a test.
 
-    Caveats worth reporting with the numbers: the best layer is chosen on the same folds it is tested on,
-    and cross-validation folds share training clips, so these p-values are optimistic.
+    Caveat reported with the numbers (:data:`LAYER_TEST_CAVEAT`): the best layer is chosen on the same folds
+    it is tested on, and cross-validation folds share training clips, so these p-values are optimistic.
 
     Returns columns factor, contrast, layer_a, layer_b, best_layer, then those of
     :func:`stats.compare_pairs` (comparison, n, mean_a, mean_b, mean_diff, se_diff, t, df, p_t, w,
@@ -312,7 +403,8 @@ def layer_comparisons(table: pd.DataFrame, factor) -> pd.DataFrame:
 
 def plot_decoding(summary: pd.DataFrame, path) -> None:
     """Mean accuracy ± SE per layer, one line per factor; its chance level is the permutation null's mean
-    (dashed) with the null's 95th percentile (dotted): a layer above the dotted line has p < 0.05.
+    (dashed) with the null's uncorrected 95th percentile (dotted): a layer above the dotted line would have
+    p < 0.05 on its own, before the Holm correction across layers (``p_permutation_holm`` in the summary).
 
     ``path`` ends in .png or .svg; the file is written atomically (temporary file beside it, then
     renamed), so a reader never sees half a figure.
@@ -337,7 +429,7 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
         handles.extend(axes.plot(x, part["null_mean"], color=colour, linestyle="--", linewidth=1,
                                  label=f"{factor}: chance (permutation mean)"))
         handles.extend(axes.plot(x, part["null_p95"], color=colour, linestyle=":", linewidth=1,
-                                 label=f"{factor}: permutation 95th percentile"))
+                                 label=f"{factor}: permutation 95th percentile (uncorrected)"))
     axes.set_xticks(range(len(layers)), layers, rotation=45 if len(layers) > 6 else 0,
                     ha="right" if len(layers) > 6 else "center")
     axes.set_xlabel("layer")

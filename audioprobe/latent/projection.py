@@ -83,15 +83,20 @@ def _safe_scale(scale: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-def _principal_axes(standard: np.ndarray, components: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+GRAM_MAX_ROWS = 10_000  # the Gram route's n x n matrices stay below about 1.2 GB (float32 + float64)
+
+
+def _principal_axes(standard: np.ndarray, components: int, seed: int,
+                    gram_max_rows: int = GRAM_MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Top principal axes of an already centred matrix, with signs fixed so results are reproducible.
 
-    With fewer rows than columns (clips x activation values, the usual case) the axes come from the
-    eigenvectors of the n x n Gram matrix: the same exact PCA as an SVD, at a fraction of its cost, which
-    is what makes one projection per cross-validation fold affordable.
+    With fewer rows than columns (clips x activation values, the usual case) and at most ``gram_max_rows``
+    rows, the axes come from the eigenvectors of the n x n Gram matrix: the same exact PCA as an SVD, at a
+    fraction of its cost, which is what makes one projection per cross-validation fold affordable. Beyond
+    that bound n² floats would dominate memory, and scikit-learn's PCA (SVD) is used instead.
     """
     n, d = standard.shape
-    if n < d:
+    if n < d and n <= gram_max_rows:
         basis, ratio = _gram_axes(standard, components)
         if basis is not None:
             return _fix_signs(basis), ratio
@@ -144,3 +149,18 @@ def fold_projections(x: np.ndarray, fold_of: np.ndarray, components: int, seed: 
         projected[i] = projection.transform(x)
         ratios[i] = projection.explained_variance_ratio
     return projected, ratios
+
+
+def projection_mem_mb(input_mb: float, compressed: bool = False) -> int:
+    """Memory (MB) to budget for fitting projections on a layer file of ``input_mb`` MB (the rule's input).
+
+    The activations are read as float32 [clips, values] (at most the file's size uncompressed), then held
+    about five times over: the decoded rows, one fold's training copy, its standardised copy and the
+    transform's two temporaries. The Gram route adds its n x n matrices; it runs only with fewer rows than
+    columns (so n² < n·d, at most a quarter of the file's bytes in float32 values) and at most
+    :data:`GRAM_MAX_ROWS` rows, which bounds that term both ways. A compressed file (gzip, lzf) is counted at
+    twice its size. 1 GB covers the interpreter, numpy, scikit-learn and h5py.
+    """
+    data = max(float(input_mb), 0.0) * (2.0 if compressed else 1.0)
+    gram = min(6.0 * data, GRAM_MAX_ROWS ** 2 * 24 / 1e6)
+    return int(1000 + 5 * data + gram)

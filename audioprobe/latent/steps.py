@@ -152,13 +152,20 @@ def decode_all_layers(projections: dict[str, str], folds_path, factors, settings
     table = decode.decode_layers(features, factor_values, groups, split=split, decoded_on=DECODED_ON, **common)
     null = decode.null_distribution(features, factor_values, groups, permutations=settings["permutations"],
                                     **common)
-    summary = decode.summarise_decoding(table, null)
+    resolution = decode.null_resolution(factor_values, groups, common["folds"], settings["permutations"])
+    for _, row in resolution.iterrows():
+        log.info("%s: the null shuffles %ss within %s and reaches 10^%.1f distinct relabelings: the smallest "
+                 "attainable p is about %.2g%s", row["factor"], row["null_unit"], row["null_shuffled_within"],
+                 row["null_relabelings_log10"], row["null_min_p"],
+                 f"; folds {row['null_frozen_folds']} hold one class and never move" if row["null_frozen_folds"]
+                 else "")
+    summary = decode.summarise_decoding(table, null, resolution)
     tests = pd.concat([decode.layer_comparisons(table, factor).assign(factor=factor) for factor in factors],
                       ignore_index=True)
     record = {"factors": factors, **settings, "decoded_on": DECODED_ON}
     write_csv(outputs.folds, table, config=record)
     write_csv(outputs.null, null, config=record)
-    write_csv(outputs.tests, tests, config=record)
+    write_csv(outputs.tests, tests, config={**record, "caveat": decode.LAYER_TEST_CAVEAT})
     decode.plot_decoding(summary, outputs.figure)
     write_csv(outputs.summary, summary, config=record)
     for factor in factors:
@@ -184,12 +191,25 @@ def encode_classes(values: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str,
     return np.stack([codes for codes, _ in coded.values()], axis=1), {f: names for f, (_, names) in coded.items()}
 
 
-def early_stopping_note(n_val: int, settings: dict) -> str:
+def early_stopping_note(n_val: int, settings: dict, unvalidated: list[str] | None = None) -> str:
+    """What curve.csv says about early stopping; ``unvalidated`` lists label combinations the validation
+    split lacks (see :func:`combinations_without_val`)."""
     if n_val:
-        return f"on the validation split ({n_val} clips, patience {settings['patience']} epochs)"
+        note = f"on the validation split ({n_val} clips, patience {settings['patience']} epochs)"
+        if unvalidated:
+            note += (f"; the validation split has no recording of {len(unvalidated)} label combination(s) "
+                     f"({', '.join(unvalidated)}), so the stopping epoch ignores them")
+        return note
     return (f"off: the validation split is empty (too few recording groups per label combination), so the flow "
             f"trained for all {settings['epochs']} configured epochs and the last epoch is kept; test clips "
             "never stand in")
+
+
+def combinations_without_val(values: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> list[str]:
+    """The label combinations (e.g. "wood x tapping") that occur outside the validation split but have no
+    validation clip, sorted."""
+    combination = np.array([" x ".join(map(str, row)) for row in zip(*values.values())])
+    return sorted(set(combination[~masks["val"]]) - set(combination[masks["val"]]))
 
 
 def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors, settings: dict, threads: int,
@@ -203,12 +223,18 @@ def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors
 
     torch.set_num_threads(max(1, threads))
     z, clip_ids, labels = projected(projection_path)
-    codes, classes = encode_classes(factor_labels(labels, factors, projection_path))
+    values = factor_labels(labels, factors, projection_path)
+    codes, classes = encode_classes(values)
     masks = split_masks(split_path, clip_ids)
     train, val = masks["train"], masks["val"]
     hyper = {k: settings[k] for k in ("stages", "hidden", "householder", "sigma", "epochs", "batch_size",
                                       "learning_rate", "patience", "pairing", "seed")}
-    stopping = early_stopping_note(int(val.sum()), hyper)
+    unvalidated = combinations_without_val(values, masks) if val.any() else []
+    if unvalidated:
+        log.warning("the validation split has no recording of %s: early stopping judges the flow without them; "
+                    "add recordings of those combinations or raise latent.split.val_fraction",
+                    ", ".join(unvalidated))
+    stopping = early_stopping_note(int(val.sum()), hyper, unvalidated)
     log.info("flow on %s: %d training, %d validation clips, %d dimensions; early stopping %s", layer, train.sum(),
              val.sum(), z.shape[1], stopping)
     model, curve = flows.train_flow(z[train], codes[train], z[val] if val.any() else None,
@@ -270,13 +296,24 @@ def figure1_step(latents_path, split_path, outputs, *, factors, decode: dict) ->
                          "chance_permutation": row["null_mean"], "null_p95": row["null_p95"],
                          "p_permutation": row["p_permutation"], "chance_majority": row["mean_majority_chance"],
                          "chance_uniform": 1 / len(set(target[factor])), "folds": row["n_folds"],
-                         "clips": int(test.sum())})
+                         "clips": int(test.sum()), "null_unit": row["null_unit"]})
     write_csv(outputs.check, pd.DataFrame(rows), config={"factors": factors, **decode, "clips": "test split"})
 
 
 # --- latent transfer -------------------------------------------------------------------------------------------
 
+def other_factor(factors, factor: str) -> str:
+    """The factor held fixed while ``factor`` is edited. Study 1 has exactly two factors (the schema's
+    latent.factors takes two), so "the other factor" is one factor; more would leave some unheld."""
+    if len(factors) != 2 or factor not in factors:
+        raise ValueError(f"latent transfer holds the other factor fixed and needs exactly two latent.factors, got "
+                         f"{list(factors)}; list two label columns")
+    return next(f for f in factors if f != factor)
+
+
 def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
+    """Choose M, P and Q on the chosen clips (P and Q from other recordings than M, holding the other factor
+    fixed), edit M's factor dimension and map the edits back to the layer."""
     import h5py
 
     from audioprobe.io.atomic import atomic_path
@@ -294,13 +331,14 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
         use = split_masks(inputs.split, clip_ids)["test"]
     rng = np.random.default_rng(settings["seed"])
     values = factor_labels(labels, factors, inputs.latents)
+    groups = groups_of(inputs.split, clip_ids)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
         file.attrs["layer"] = record["layer"]
         file.attrs["config"] = json.dumps({"factors": list(factors), **settings}, sort_keys=True)
         for factor, dim in zip(factors, record["factor_dims"]):
             index = np.flatnonzero(use)
-            other = values[next(f for f in factors if f != factor)][index]
-            partners = transfer.choose_partners(latents[index, dim], values[factor][index], other,
+            other = values[other_factor(factors, factor)][index]
+            partners = transfer.choose_partners(latents[index, dim], values[factor][index], other, groups[index],
                                                 typical_quantile=settings["typical_quantile"],
                                                 max_clips=settings["max_clips"], rng=rng)
             for column in ("m", "p", "q"):
@@ -315,6 +353,8 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
                 group.create_dataset(f"clip_{column}", data=np.array([clip_ids[i] for i in partners[column]],
                                                                      dtype=object),
                                      dtype=h5py.string_dtype(), track_times=False)
+                group.create_dataset(f"group_{column}", data=partners[f"group_{column}"].to_numpy(object),
+                                     dtype=h5py.string_dtype(), track_times=False)
             group.attrs["class_m"] = json.dumps(partners["class_m"].tolist())
             group.attrs["class_q"] = json.dumps(partners["class_q"].tolist())
             for column in ("p_other_fixed", "q_other_fixed"):
@@ -323,8 +363,9 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
             unchanged = group["M"][()].reshape(len(partners), -1)
             error = float(np.abs(unchanged - activations[partners["m"].to_numpy()]).max())
             group.attrs["round_trip_error"] = error
-            log.info("%s: %d atypical clips; P shares the other factor for %d, Q for %d (the rest are the "
-                     "fallback); unedited round trip changes activations by at most %.2e", factor, len(partners),
+            log.info("%s: %d atypical clips from %d recordings, partners from other recordings; P shares the "
+                     "other factor for %d, Q for %d (the rest are the fallback); unedited round trip changes "
+                     "activations by at most %.2e", factor, len(partners), partners["group_m"].nunique(),
                      partners["p_other_fixed"].sum(), partners["q_other_fixed"].sum(), error)
 
 
@@ -346,6 +387,9 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
             for name in ("M", "M->P", "M->Q", "P", "Q"):
                 logits = network.forward_from(layer, edited[factor][name][()])["logits"]
                 group.create_dataset(name, data=logits, track_times=False)
+            for name in edited[factor]:  # clip and recording ids of M, P, Q and the other-factor flags
+                if name not in group:
+                    edited.copy(edited[factor][name], group, name=name)
             log.info("%s: continued %d clips from %s", factor, edited[factor]["M"].shape[0], layer)
 
 
@@ -357,33 +401,63 @@ def file_config(path) -> str:
 
 
 def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
+    """Distances per pair, then the paired tests over M's recordings (each recording's mean distance per
+    reference x condition; n = recordings), corrected over all comparisons, and Figure 2 from the same."""
     import h5py
 
     from audioprobe.latent import transfer
     from audioprobe.plots import plot_transfer
-    from audioprobe.stats import compare_pairs, confidence_interval
 
-    tables, rows, matched = [], [], {}
+    tables, matched = [], {}
     with h5py.File(outputs_path, "r") as file:
         layer = file.attrs["layer"]
         for factor in file:
+            if "group_m" not in file[factor]:
+                raise ValueError(f"{outputs_path} has no recording of M for {factor!r}: rerun transfer_edit and "
+                                 "transfer_continue")
             logits = {name: file[factor][name][()] for name in transfer.CONDITIONS + transfer.REFERENCES}
-            table = transfer.distances(logits, settings["distance_space"]).assign(factor=factor)
-            tables.append(table)
-            rows += [(f"{factor}: {a}", x, f"{factor}: {b}", y) for a, x, b, y in transfer.comparisons(table)]
+            group_m = np.asarray(file[factor]["group_m"][()]).astype(str)
+            table = transfer.distances(logits, settings["distance_space"])
+            tables.append(table.assign(factor=factor, group_m=group_m[table["pair"].to_numpy()]))
             matched[factor] = {key: int(file[factor].attrs.get(key, -1)) for key in ("p_other_fixed", "q_other_fixed")}
     distances = pd.concat(tables, ignore_index=True)
-    statistics = compare_pairs(rows)
-    level = 0.95
-    statistics["ci_low"], statistics["ci_high"] = confidence_interval(
-        statistics["mean_diff"], statistics["se_diff"], statistics["df"], level=level, family=len(statistics))
-    statistics["ci_level"] = f"{100 * (1 - (1 - level) / len(statistics)):.4g} % (95 % Bonferroni-adjusted " \
-                             f"for {len(statistics)} comparisons)"
+    statistics = recording_level_statistics(distances)
     factor_of = statistics["label_a"].str.split(": ").str[0]
     for key in ("p_other_fixed", "q_other_fixed"):
         statistics[f"pairs_{key}"] = factor_of.map(lambda f: matched[f][key])
+    for _, row in statistics.iterrows():
+        log.info("%s vs %s: mean difference %.4f over %d recordings (%d pairs), t %.2f, Bonferroni p %.4g",
+                 row["label_a"], row["label_b"], row["mean_diff"], row["n_recordings"], row["n_pairs"], row["t"],
+                 row["p_t_bonferroni"])
     record = {**settings, "layer": layer, "distance": f"Euclidean on {settings['distance_space']}",
-              "selection": json.loads(file_config(outputs_path))}
+              "unit": TRANSFER_UNIT, "selection": json.loads(file_config(outputs_path))}
     write_csv(outputs.distances, distances, config=record)
     plot_transfer(distances, statistics, outputs.figure, space=settings["distance_space"], layer=layer)
     write_csv(outputs.statistics, statistics, config=record)
+
+
+TRANSFER_UNIT = ("M's recording: each recording's distances are averaged per reference and condition, and the "
+                 "paired tests run over recordings (n_recordings), not over overlapping clips (n_pairs)")
+
+
+def recording_level_statistics(distances: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Paired t and Wilcoxon tests of each edit against M over M's recordings, per factor, with Bonferroni
+    and Holm corrections across all comparisons, the Bonferroni-adjusted CIs that match them, and
+    n_recordings / n_pairs per row."""
+    from audioprobe.latent import transfer
+    from audioprobe.stats import compare_pairs, confidence_interval
+
+    rows, counts = [], []
+    for factor, table in distances.groupby("factor", sort=False):
+        means = transfer.recording_means(table)
+        for a, x, b, y in transfer.comparisons(means, unit="group_m"):
+            rows.append((f"{factor}: {a}", x, f"{factor}: {b}", y))
+            counts.append((means["group_m"].nunique(), int(table["pair"].nunique())))
+    statistics = compare_pairs(rows)
+    statistics["n_recordings"] = [n for n, _ in counts]
+    statistics["n_pairs"] = [n for _, n in counts]
+    statistics["ci_low"], statistics["ci_high"] = confidence_interval(
+        statistics["mean_diff"], statistics["se_diff"], statistics["df"], level=level, family=len(statistics))
+    statistics["ci_level"] = f"{100 * (1 - (1 - level) / len(statistics)):.4g} % (95 % Bonferroni-adjusted " \
+                             f"for {len(statistics)} comparisons; over recordings)"
+    return statistics

@@ -12,7 +12,7 @@ def test_defaults_fill_nested_entries_by_kind():
     cfg = {"datasets": {"a": {"kind": "maas-synth"}, "b": {"kind": "folder", "root": "/x"}},
            "models": {"y": {"kind": "yamnet"}}, "activations": {"runs": [{"model": "y", "dataset": "a"}]}}
     config.fill_defaults(cfg, config.load_schema())
-    assert cfg["datasets"]["a"]["takes"] == 3 and cfg["datasets"]["a"]["materials"][0] == "wood"
+    assert cfg["datasets"]["a"]["takes"] == 5 and cfg["datasets"]["a"]["materials"][0] == "wood"
     assert cfg["datasets"]["b"]["labels"] == {"scheme": "folder", "path_column": "path"}
     assert "takes" not in cfg["datasets"]["b"]
     assert cfg["models"]["y"]["numerics"] == "float" and cfg["activations"]["pool"]["stat"] == "mean"

@@ -304,3 +304,43 @@ def test_the_null_is_seeded_and_shuffles_whole_recordings():
     assert not all(np.array_equal(row, labels) for row in within)
     with pytest.raises(ValueError, match="permutations must be a whole number >= 1"):
         decode.null_distribution(features, factors, groups, permutations=0, n_folds=4)
+
+
+def test_the_null_names_its_unit_and_warns_when_recordings_mix_labels(caplog):
+    features, labels, groups = layered_data()
+    factors = {"material": labels}
+    null = decode.null_distribution(features, factors, groups, permutations=20, n_folds=4)
+    table = decode.decode_layers(features, factors, groups, n_folds=4)
+    assert (decode.summarise_decoding(table, null)["null_unit"] == "recording").all()
+    mixed = labels.copy()
+    mixed[(groups == 7)] = [0, 1]  # recording 7's two clips now carry different labels
+    with caplog.at_level("WARNING", logger="audioprobe.latent.decode"):
+        null = decode.null_distribution(features, {"material": mixed}, groups, permutations=20, n_folds=4)
+    assert (null["null_unit"] == "clip").all()
+    table = decode.decode_layers(features, {"material": mixed}, groups, n_folds=4)
+    assert (decode.summarise_decoding(table, null)["null_unit"] == "clip").all()
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warning) == 1 and "recording group(s) mix labels (7)" in warning[0]
+
+
+def test_the_null_reports_how_many_relabelings_it_can_reach_and_which_folds_are_frozen(caplog):
+    # fold 0: recordings r0 (a), r1 (b), r2 (a) -> 3 arrangements; fold 1: r3, r4, r5 all a -> frozen
+    groups = np.repeat(["r0", "r1", "r2", "r3", "r4", "r5"], 2)
+    labels = np.repeat(["a", "b", "a", "a", "a", "a"], 2)
+    fold_of = np.repeat([0, 0, 0, 1, 1, 1], 2)
+    resolution = decode.null_resolution({"material": labels}, groups, fold_of, permutations=999).iloc[0]
+    assert resolution["null_unit"] == "recording" and resolution["null_frozen_folds"] == "1"
+    assert 10 ** resolution["null_relabelings_log10"] == pytest.approx(3, rel=1e-3)
+    assert resolution["null_min_p"] == pytest.approx(1 / 3, rel=1e-3)
+    folds = decode.folds_from_index(fold_of, groups)
+    shuffled = decode.permuted_labels(np.unique(labels, return_inverse=True)[1], groups, 300,
+                                      np.random.default_rng(0), folds)
+    assert len({tuple(row) for row in shuffled}) == 3  # exactly the relabelings counted
+    assert (shuffled[:, fold_of == 1] == 0).all()  # the frozen fold never moves
+    many = decode.null_resolution({"material": np.repeat(np.arange(40) % 2, 2)}, np.repeat(np.arange(40), 2),
+                                  np.repeat(np.arange(40) % 4, 2), permutations=999).iloc[0]
+    assert many["null_min_p"] == pytest.approx(1 / 1000) and many["null_frozen_folds"] == ""
+    features = {"layer": np.random.default_rng(0).normal(size=(12, 3))}
+    with caplog.at_level("INFO", logger="audioprobe.latent.decode"), pytest.warns(decode.FoldWarning):
+        decode.null_distribution(features, {"material": labels}, groups, folds=fold_of, permutations=5, k=1)
+    assert any("fold(s) [1] hold a single class" in r.getMessage() for r in caplog.records)

@@ -1,5 +1,7 @@
 """Study 1 pieces: projection, split, transfer partners and distances."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,3 +236,176 @@ def test_each_fold_projection_ignores_its_own_fold():
     assert not np.allclose(again[0][fold_of == 0], projected[0][fold_of == 0], atol=1e-2)
     alone = Projection.fit(x[fold_of != 2], 4).transform(x)
     np.testing.assert_allclose(projected[2], alone, atol=1e-5)
+
+
+def recorded_clips(recordings_per_combination, clips_per_recording, rng):
+    """values, material, action and recording of clips: 3 materials x 2 actions, each combination recorded
+    several times; a recording's clips share an offset, as overlapping windows of one sound do."""
+    rows = [(m, a, f"{m}{a}-{r}") for m in range(3) for a in range(2) for r in range(recordings_per_combination)
+            for _ in range(clips_per_recording)]
+    m, a, group = (np.array(column) for column in zip(*rows))
+    offsets = {g: rng.normal(0, 0.5) for g in set(group)}
+    values = 2.0 * m + np.array([offsets[g] for g in group]) + rng.normal(0, 0.3, len(group))
+    return values, np.array(["wood", "metal", "glass"])[m], np.array(["tap", "rub"])[a], group
+
+
+def test_partners_never_come_from_the_recording_of_m():
+    rng = np.random.default_rng(5)
+    values, material, action, group = recorded_clips(2, 10, rng)
+    partners = transfer.choose_partners(values, material, action, group, typical_quantile=0.5, max_clips=1000,
+                                        rng=np.random.default_rng(0))
+    assert len(partners) >= 20
+    assert (group[partners["p"]] != group[partners["m"]]).all() and (group[partners["q"]] != group[partners["m"]]).all()
+    assert (partners["group_m"] == group[partners["m"]]).all() and (partners["group_p"] == group[partners["p"]]).all()
+    # with two recordings per combination, P is a clip of the other recording of M's combination ...
+    assert (material[partners["p"]] == material[partners["m"]]).all()
+    fixed = partners["p_other_fixed"].to_numpy()
+    assert fixed.mean() > 0.5 and (action[partners["p"][fixed]] == action[partners["m"][fixed]]).all()
+    # ... unless that recording has no typical clip at all: only then does P's action differ
+    typical, _ = transfer._typical_and_atypical(values, material, sorted(set(material)), 0.5)
+    for _, row in partners[~fixed].iterrows():
+        same = typical[(material[typical] == row.class_m) & (action[typical] == row.other)]
+        assert (group[same] == row.group_m).all() and action[row.p] != row.other
+    # without recordings given, each clip is its own: a P from M's own recording then turns up
+    unaware = transfer.choose_partners(values, material, action, typical_quantile=0.5, max_clips=1000,
+                                       rng=np.random.default_rng(0))
+    assert (group[unaware["p"]] == group[unaware["m"]]).any()
+
+
+def test_a_single_recording_per_combination_lets_the_other_factor_go_but_never_the_recording():
+    rng = np.random.default_rng(6)
+    values, material, action, group = recorded_clips(1, 12, rng)
+    partners = transfer.choose_partners(values, material, action, group, typical_quantile=0.5, max_clips=1000,
+                                        rng=np.random.default_rng(0))
+    assert (group[partners["p"]] != group[partners["m"]]).all() and (group[partners["q"]] != group[partners["m"]]).all()
+    # M's combination has no other recording: P has M's material but the other action, and is flagged
+    assert not partners["p_other_fixed"].any() and (action[partners["p"]] != action[partners["m"]]).all()
+    assert partners["q_other_fixed"].all()  # another material with M's action is another recording anyway
+    with pytest.raises(ValueError, match="one entry per clip"):
+        transfer.choose_partners(values, material, action, group[:-1], typical_quantile=0.5, max_clips=5,
+                                 rng=rng)
+    # editing action, each action class of wood alone is one recording: no P from another recording exists
+    wood = material == "wood"
+    with pytest.raises(ValueError, match=r"classes \['rub', 'tap'\] have clips of a single recording"):
+        transfer.choose_partners(values[wood], action[wood], material[wood], group[wood], typical_quantile=0.5,
+                                 max_clips=5, rng=rng)
+
+
+def test_the_default_dataset_gives_every_combination_two_test_recordings():
+    from audioprobe import config
+
+    cfg = {"datasets": {"a": {"kind": "maas-synth"}}, "models": {"y": {"kind": "yamnet"}},
+           "activations": {"runs": [{"model": "y", "dataset": "a"}]}}
+    config.fill_defaults(cfg, config.load_schema())
+    settings = cfg["latent"]["split"]
+    clips = clips_table(takes=cfg["datasets"]["a"]["takes"], clips_per_take=2)
+    for seed in range(5):
+        split = split_groups(clips, ["material", "action"], val_fraction=settings["val_fraction"],
+                             test_fraction=settings["test_fraction"], seed=seed)
+        counts = (split.assign(combo=clips.label_material + clips.label_action).drop_duplicates("group")
+                  .groupby(["combo", "split"]).size().unstack())
+        assert (counts["test"] == 2).all() and (counts["val"] == 1).all() and (counts["train"] == 2).all()
+
+
+def transfer_table(rng, recordings=12, clips=6, shift=0.0, shared=1.0):
+    """A distances table of one factor: per M recording a shared effect (sd ``shared``) around ``shift``
+    plus small clip noise, as overlapping clips of one recording behave."""
+    rows = []
+    for r in range(recordings):
+        effect = shift + rng.normal(0, shared)
+        for c in range(clips):
+            pair = r * clips + c
+            for reference in transfer.REFERENCES:
+                base = 5 + rng.normal(0, 0.1)
+                for condition, d in (("M", base), ("M->P", base - effect + rng.normal(0, 0.05)),
+                                     ("M->Q", base + rng.normal(0, 0.05))):
+                    rows.append({"pair": pair, "reference": reference, "condition": condition, "distance": d,
+                                 "factor": "material", "group_m": f"rec{r}"})
+    return pd.DataFrame(rows)
+
+
+def test_transfer_tests_run_over_recordings_not_overlapping_clips():
+    from scipy import stats as scipy_stats
+
+    from audioprobe.latent.steps import recording_level_statistics
+
+    rng = np.random.default_rng(0)
+    table = transfer_table(rng, recordings=8, clips=10, shift=0.3, shared=1.0)
+    statistics = recording_level_statistics(table)
+    assert len(statistics) == 4 and (statistics["n"] == 8).all()
+    assert (statistics["n_recordings"] == 8).all() and (statistics["n_pairs"] == 80).all()
+    row = statistics[statistics["label_b"] == "material: d(P, M->P)"].iloc[0]
+    means = table[table.reference == "P"].groupby(["group_m", "condition"])["distance"].mean().unstack()
+    expected = scipy_stats.ttest_rel(means["M"], means["M->P"])
+    assert row["t"] == pytest.approx(expected.statistic) and row["p_t"] == pytest.approx(expected.pvalue)
+    assert row["df"] == 7
+    # the clip-level test treats 80 overlapping clips as independent and claims far more certainty
+    clip_level = scipy_stats.ttest_rel(
+        table[(table.reference == "P") & (table.condition == "M")].sort_values("pair")["distance"],
+        table[(table.reference == "P") & (table.condition == "M->P")].sort_values("pair")["distance"])
+    assert clip_level.pvalue < row["p_t"] / 10
+    significant = statistics["p_t_bonferroni"] < 0.05  # intervals still agree with the corrected tests
+    assert (significant == ((statistics["ci_low"] > 0) | (statistics["ci_high"] < 0))).all()
+    assert statistics["ci_level"].str.contains("over recordings").all()
+
+
+def test_transfer_statistics_step_reads_recordings_and_writes_them(tmp_path):
+    import h5py
+
+    from audioprobe.io.atomic import read_csv, read_csv_config
+    from audioprobe.latent.steps import transfer_statistics_step
+
+    rng = np.random.default_rng(1)
+    with h5py.File(tmp_path / "outputs.h5", "w") as file:
+        file.attrs["layer"] = "layer9"
+        file.attrs["config"] = "{}"
+        for factor in ("material", "action"):
+            group = file.create_group(factor)
+            for name in ("M", "M->P", "M->Q", "P", "Q"):
+                group.create_dataset(name, data=rng.normal(0, 1, (9, 1, 5)))
+            group.create_dataset("group_m", data=np.array(["a", "a", "a", "b", "b", "c", "c", "c", "c"],
+                                                          dtype=object), dtype=h5py.string_dtype())
+            group.attrs["p_other_fixed"], group.attrs["q_other_fixed"] = 9, 9
+    outputs = SimpleNamespace(distances=tmp_path / "d.csv", statistics=tmp_path / "s.csv",
+                              figure=tmp_path / "figure2.png")
+    transfer_statistics_step(tmp_path / "outputs.h5", outputs, settings={"distance_space": "logits"})
+    statistics, distances = read_csv(outputs.statistics), read_csv(outputs.distances)
+    assert len(statistics) == 8 and (statistics["n_recordings"] == 3).all() and (statistics["n_pairs"] == 9).all()
+    assert set(distances["group_m"]) == {"a", "b", "c"}
+    assert read_csv_config(outputs.statistics)["unit"].startswith("M's recording")
+    assert outputs.figure.read_bytes()[:4] == b"\x89PNG"
+    with h5py.File(tmp_path / "old.h5", "w") as file:  # an outputs file from before recordings were kept
+        file.attrs["layer"], file.attrs["config"] = "layer9", "{}"
+        file.create_group("material").create_dataset("M", data=np.zeros((2, 1, 5)))
+    with pytest.raises(ValueError, match="rerun transfer_edit"):
+        transfer_statistics_step(tmp_path / "old.h5", outputs, settings={"distance_space": "logits"})
+
+
+def test_transfer_takes_exactly_two_factors():
+    from audioprobe.latent.steps import other_factor
+
+    assert other_factor(["material", "action"], "material") == "action"
+    with pytest.raises(ValueError, match="exactly two latent.factors"):
+        other_factor(["material", "action", "room"], "material")
+
+
+def test_gram_and_svd_routes_give_the_same_components():
+    from audioprobe.latent.projection import _principal_axes
+
+    rng = np.random.default_rng(4)
+    x = low_rank_data(rng, n=80, d=400, rank=12)
+    standard = (x - x.mean(0)) / x.std(0)
+    gram_basis, gram_ratio = _principal_axes(standard, 6, seed=0, gram_max_rows=1000)
+    svd_basis, svd_ratio = _principal_axes(standard, 6, seed=0, gram_max_rows=10)  # above the cap: SVD
+    np.testing.assert_allclose(gram_basis, svd_basis, atol=1e-4)
+    np.testing.assert_allclose(gram_ratio, svd_ratio, rtol=1e-4)
+
+
+def test_projection_memory_grows_with_the_layer_and_caps_the_gram_term():
+    from audioprobe.latent.projection import GRAM_MAX_ROWS, projection_mem_mb
+
+    small, large, huge = projection_mem_mb(50), projection_mem_mb(5_000), projection_mem_mb(500_000)
+    assert 1000 < small < large < huge
+    assert large >= 1000 + 5 * 5_000  # the copies of the data alone
+    assert huge - 5 * 500_000 - 1000 <= GRAM_MAX_ROWS ** 2 * 24 / 1e6  # n² bounded by the cap
+    assert projection_mem_mb(5_000, compressed=True) > large

@@ -135,6 +135,13 @@ def test_decoders_null_and_best_layer_ignore_the_test_clips(two_runs):
     summary = read_csv(first / "decoding_summary.csv")
     assert summary["decoded_on"].str.contains("test split is never decoded").all()
     assert (summary["n_folds"] == 4).all() and summary["permutations"].eq(50).all()
+    # the null's unit and reach are in the summary; the layer tests carry their caveat
+    assert (summary["null_unit"] == "recording").all() and (summary["null_relabelings_log10"] > 2).all()
+    assert summary["null_min_p"].to_numpy() == pytest.approx(1 / 51, rel=1e-5)
+    from audioprobe.io.atomic import read_csv_config
+
+    caveat = read_csv_config(first / "decoding_tests.csv")["caveat"]
+    assert "share training clips" in caveat and "chosen on the same folds" in caveat
 
 
 def test_the_flow_early_stops_on_validation_clips_only(two_runs):
@@ -164,3 +171,23 @@ def test_without_a_validation_split_the_flow_trains_every_epoch_and_says_so(tmp_
     assert list(curve["epoch"]) == list(range(1, 13))  # patience 1 would have stopped a validated run early
     assert curve["val_loss"].isna().all() and list(curve["kept"]) == [False] * 11 + [True]
     assert curve["early_stopping"].iloc[0].startswith("off: the validation split is empty")
+
+
+def test_a_validation_split_missing_some_combinations_is_named(tmp_path, caplog):
+    clips = dataset()
+    lacking = (clips["label_material"] == "glass") & (clips["label_action"] == "rub") & (clips["split"] == "val")
+    clips.loc[lacking, "split"] = "train"
+    values = layer_values(clips, 40, 3)
+    labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
+    write_inputs(tmp_path, clips, {"layer": values}, labels)
+    steps.project_layer(tmp_path / "layer.h5", tmp_path / "split.csv", tmp_path / "projection.h5", components=6,
+                        seed=0)
+    outputs = SimpleNamespace(checkpoint=tmp_path / "flow.pt", curve=tmp_path / "curve.csv",
+                              curve_figure=tmp_path / "curve.png", latents=tmp_path / "latents.h5",
+                              invertibility=tmp_path / "invertibility.json")
+    with caplog.at_level("WARNING"):
+        steps.train_flow_step(tmp_path / "projection.h5", tmp_path / "split.csv", outputs, layer="layer",
+                              factors=FACTORS, settings={**FLOW, "epochs": 2}, threads=1)
+    assert any("no recording of glass x rub" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    note = read_csv(tmp_path / "curve.csv")["early_stopping"].iloc[0]
+    assert note.startswith("on the validation split (25 clips") and "1 label combination(s) (glass x rub)" in note
