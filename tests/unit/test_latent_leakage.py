@@ -154,17 +154,21 @@ def test_the_flow_early_stops_on_validation_clips_only(two_runs):
     np.testing.assert_array_equal(latents_a[~test], latents_b[~test])
 
 
+def projected_flow_inputs(folder, clips):
+    """Write a layer and split for ``clips``, project it, and name the flow step's outputs in ``folder``."""
+    values = layer_values(clips, 40, 3)
+    labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
+    write_inputs(folder, clips, {"layer": values}, labels)
+    steps.project_layer(folder / "layer.h5", folder / "split.csv", folder / "projection.h5", components=6, seed=0)
+    return SimpleNamespace(checkpoint=folder / "flow.pt", curve=folder / "curve.csv",
+                           curve_figure=folder / "curve.png", latents=folder / "latents.h5",
+                           invertibility=folder / "invertibility.json")
+
+
 def test_without_a_validation_split_the_flow_trains_every_epoch_and_says_so(tmp_path):
     clips = dataset()
     clips["split"] = clips["split"].replace({"val": "train"})
-    values = layer_values(clips, 40, 3)
-    labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
-    write_inputs(tmp_path, clips, {"layer": values}, labels)
-    steps.project_layer(tmp_path / "layer.h5", tmp_path / "split.csv", tmp_path / "projection.h5", components=6,
-                        seed=0)
-    outputs = SimpleNamespace(checkpoint=tmp_path / "flow.pt", curve=tmp_path / "curve.csv",
-                              curve_figure=tmp_path / "curve.png", latents=tmp_path / "latents.h5",
-                              invertibility=tmp_path / "invertibility.json")
+    outputs = projected_flow_inputs(tmp_path, clips)
     steps.train_flow_step(tmp_path / "projection.h5", tmp_path / "split.csv", outputs, layer="layer",
                           factors=FACTORS, settings={**FLOW, "patience": 1}, threads=1)
     curve = read_csv(tmp_path / "curve.csv")
@@ -177,14 +181,7 @@ def test_a_validation_split_missing_some_combinations_is_named(tmp_path, caplog)
     clips = dataset()
     lacking = (clips["label_material"] == "glass") & (clips["label_action"] == "rub") & (clips["split"] == "val")
     clips.loc[lacking, "split"] = "train"
-    values = layer_values(clips, 40, 3)
-    labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
-    write_inputs(tmp_path, clips, {"layer": values}, labels)
-    steps.project_layer(tmp_path / "layer.h5", tmp_path / "split.csv", tmp_path / "projection.h5", components=6,
-                        seed=0)
-    outputs = SimpleNamespace(checkpoint=tmp_path / "flow.pt", curve=tmp_path / "curve.csv",
-                              curve_figure=tmp_path / "curve.png", latents=tmp_path / "latents.h5",
-                              invertibility=tmp_path / "invertibility.json")
+    outputs = projected_flow_inputs(tmp_path, clips)
     with caplog.at_level("WARNING"):
         steps.train_flow_step(tmp_path / "projection.h5", tmp_path / "split.csv", outputs, layer="layer",
                               factors=FACTORS, settings={**FLOW, "epochs": 2}, threads=1)
