@@ -57,7 +57,13 @@ rule latent_folds:
         manifest="results/datasets/{dataset}/manifest.csv",
         split="results/latent/{model}/{dataset}/split.csv",
     output:
-        "results/latent/{model}/{dataset}/cv_folds.csv",
+        report(
+            "results/latent/{model}/{dataset}/cv_folds.csv",
+            caption="../workflow/report/latent_folds.rst",
+            category="Study 1: latent disentanglement",
+            subcategory="{model} on {dataset}",
+            labels={"output": "decoding: folds"},
+        ),
     params:
         decode=latent_keys("decode", "folds", "seed"),
         factors=latent_setting("factors"),

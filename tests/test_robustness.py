@@ -380,7 +380,9 @@ def test_an_unwritable_output_folder_fails_naming_the_file_and_leaves_nothing_be
 
 # --- what a config change reruns -------------------------------------------------------------------------------
 
-# Jobs of the tiny config that follow a step, shared by the cases below.
+# Jobs of the tiny config that follow a step, shared by the cases below. The flow's own projection
+# (project_layer, one job for the layer the decoding picks) follows the decoding checkpoint, so a dry run
+# cannot list it: it runs once the decoding has.
 LATENT_AFTER_DECODING = {"train_flow": 1, "figure1": 1, "transfer_edit": 1, "transfer_continue": 1,
                          "transfer_statistics": 1}
 METAMERS_AFTER_SYNTHESIS = {"synthesise_metamers": 3, "validate_metamers": 3, "metamer_pass_rates": 1,
@@ -394,7 +396,7 @@ DISSECT_AFTER_MAAS_SYNTH = {"dissect_split": 1, "caption_clips": 1, "dissect_neu
 RERUN_CASES = [
     pytest.param({"datasets": {"maas-synth": {"seed": 7}}},
                  {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
-                  "pool_activations": 14, "summarise_activations": 1, "latent_split": 1, "project_layer": 14,
+                  "pool_activations": 14, "summarise_activations": 1, "latent_split": 1,
                   "latent_folds": 1, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
                   **DISSECT_AFTER_MAAS_SYNTH, "all": 1},
                  id="dataset-seed"),
@@ -404,7 +406,7 @@ RERUN_CASES = [
                  {"summarise_activations": 1, "decode_layers": 1, **LATENT_AFTER_DECODING, "all": 1},
                  id="activation-layers"),
     pytest.param({"latent": {"pca_components": 6}},
-                 {"project_layer": 14, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
+                 {"project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
                   "all": 1},
                  id="pca-components"),
     # Other decoding folds: new folds, fold projections and decoding; the flow's own projection stays.

@@ -85,6 +85,14 @@ def representations(frontend, waveforms: np.ndarray, batch: int = 64) -> np.ndar
 
 # --- keyword networks ---------------------------------------------------------------------------------------
 
+def validation_mask(masks: dict) -> np.ndarray:
+    """The clips that early-stop a keyword network: the validation split, never the test split."""
+    if not masks["val"].any():
+        raise ValueError("the keyword split has no validation speakers, and early stopping never looks at test "
+                         "clips: raise metamers.split.val_fraction or add speakers")
+    return masks["val"]
+
+
 def train_keyword_model_step(waveforms_path, split_path, outputs, *, model: dict, training: dict, threads: int,
                              log: logging.Logger = log) -> None:
     import tensorflow as tf
@@ -97,7 +105,7 @@ def train_keyword_model_step(waveforms_path, split_path, outputs, *, model: dict
     data = read_waveforms(waveforms_path)
     labels, names = class_codes(data["word"])
     masks = split_masks(split_path, data["clip_id"])
-    validation = masks["val"] if masks["val"].any() else masks["test"]
+    validation = validation_mask(masks)
     frontend = frontends.build_frontend(model["frontend"])
     reps = representations(frontend, data["waveforms"])
     log.info("%s on %s: %d train, %d validation, %d test clips, %d words", model["arch"], "x".join(map(str, reps.shape[1:])),

@@ -133,3 +133,13 @@ def test_load_refuses_other_models(trained, tmp_path):
         T.load_classifier(path, "conv2d", SHAPE, 8)
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         T.save_weights(trained["conv2d"][0], tmp_path / "conv2d.h5")
+
+
+def test_keyword_networks_never_early_stop_on_test_clips():
+    from audioprobe.metamers.steps import validation_mask
+
+    masks = {"train": np.array([True, True, False, False]), "val": np.array([False, False, True, False]),
+             "test": np.array([False, False, False, True])}
+    np.testing.assert_array_equal(validation_mask(masks), masks["val"])
+    with pytest.raises(ValueError, match="metamers.split.val_fraction"):
+        validation_mask({**masks, "val": np.zeros(4, bool)})
