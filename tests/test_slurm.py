@@ -151,6 +151,10 @@ def assert_same_hdf5(a: Path, b: Path, name: str):
         assert first[key].dtype == second[key].dtype and np.array_equal(first[key], second[key]), f"{name}: {key}"
 
 
+# Rules whose mem_mb grows with the layer file they read (audioprobe.latent.projection.projection_mem_mb).
+MEMORY_FROM_INPUT_SIZE = {"project_layer", "project_folds"}
+
+
 def test_the_profile_maps_only_rules_of_the_workflow_to_partitions(tmp_path, yamnet_tflite):
     """A dry run with the profile needs no SLURM: every job gets a partition, memory and a time limit."""
     listed = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
@@ -169,7 +173,11 @@ def test_the_profile_maps_only_rules_of_the_workflow_to_partitions(tmp_path, yam
             continue
         resources = dict(re.findall(r"(\w+)=([^,\n]+)", text.split("resources:", 1)[1].splitlines()[0]))
         assert resources["slurm_partition"] == partition_of(rule), rule
-        assert int(resources["mem_mb"]) > 0 and int(resources["runtime"]) > 0, rule
+        assert int(resources["runtime"]) > 0, rule
+        if rule in MEMORY_FROM_INPUT_SIZE:  # known once the input exists: a dry run prints <TBD>
+            assert resources["mem_mb"] == "<TBD>", rule
+        else:
+            assert int(resources["mem_mb"]) > 0, rule
 
 
 def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, yamnet_tflite):
