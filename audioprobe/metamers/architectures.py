@@ -69,10 +69,11 @@ import re
 
 import numpy as np
 
+from audioprobe.models.base import RELU_GRADIENTS, fake_relu  # noqa: F401 - part of this module's API
+
 ARCHS = ("conv2d", "grouped_temporal", "fc_frequency", "local_frequency")
 TEMPORAL_ARCHS = ("grouped_temporal", "fc_frequency")
 SIZES = ("seed", "matched")
-RELU_GRADIENTS = ("fake", "true")
 INPUT_LAYER = "input_representation"
 CONV_LAYERS = ("conv_0", "conv_1")
 RELU_LAYERS = (*CONV_LAYERS, "dense")
@@ -174,18 +175,6 @@ def _layer_classes():
     _CLASSES = {"ChannelSlice": ChannelSlice, "LocallyConnectedFrequency": LocallyConnectedFrequency,
                 "FakeReLU": FakeReLU}
     return _CLASSES
-
-
-def fake_relu(x):
-    """max(x, 0) forward; the gradient passes through unchanged, also where x < 0 (Feather et al. 2019,
-    ``FakeReLU`` in model_metamers_pytorch), so a unit that is off in the metamer can still be pulled on."""
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def relu_with_identity_gradient(value):
-        return tf.nn.relu(value), lambda upstream: upstream
-
-    return relu_with_identity_gradient(x)
 
 
 _CLASSES = None

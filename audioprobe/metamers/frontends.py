@@ -27,6 +27,8 @@ import inspect
 
 import numpy as np
 
+from audioprobe.models.base import fake_relu
+
 ERB_Q = 9.265  # Glasberg & Moore: ear quality factor
 ERB_MIN_BW = 24.7  # Glasberg & Moore: minimum bandwidth, Hz
 
@@ -228,17 +230,6 @@ def _magnitude(z):
     return forward(z)
 
 
-def _fake_relu(x):
-    """ReLU forward, identity backward (chcochleagram's FakeReLU)."""
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def forward(x):
-        return tf.nn.relu(x), lambda dy: dy
-
-    return forward(x)
-
-
 class Cochleagram:
     """A differentiable cochleagram in TensorFlow: ``[batch, samples]`` float32 -> ``[batch, channels, frames]``.
 
@@ -424,7 +415,7 @@ class Cochleagram:
         partial = tf.reshape(tf.reshape(flat, [-1, self.factor]) @ kernel, [-1, rows, blocks])
         low = tf.add_n([partial[:, k:k + frames, k] for k in range(blocks)])
         low = tf.reshape(low, [-1, self.channels, frames])
-        rectified = _fake_relu(low) if self.fake_relu else tf.nn.relu(low)
+        rectified = fake_relu(low) if self.fake_relu else tf.nn.relu(low)
         return _clipped_power(self.scale * rectified + self.offset, self.power, self.grad_clip)
 
     def _forward(self, x, filters, kernel):

@@ -13,6 +13,7 @@ from audioprobe.datasets.manifest import load_clip, read_manifest
 from audioprobe.io.atomic import atomic_path, read_csv, write_csv
 from audioprobe.io.store import STRING
 from audioprobe.latent.split import class_codes, split_masks
+from audioprobe.models.base import RELU_GRADIENTS
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
@@ -155,7 +156,7 @@ class KeywordNetwork:
                                               groups=settings["groups"], sizes=settings["sizes"])
         self.layers = architectures.metamer_layers(self.classifier)
         self._outputs = {mode: architectures.layer_model(self.classifier, self.layers, relu_gradient=mode)
-                         for mode in architectures.RELU_GRADIENTS}
+                         for mode in RELU_GRADIENTS}
 
     def forward(self, waveforms, relu_gradient: str = "true"):
         return self._outputs[relu_gradient](self.frontend(waveforms), training=False)
@@ -176,7 +177,7 @@ class PretrainedNetwork:
         self.model = models.load(settings["model"], {**settings["model_config"], "numerics": "float"},
                                  settings["weights"], threads=threads)
         self.layers = self.model.check_layers(settings["layers"])
-        self._forward = {mode: self.model.differentiable(self.layers, relu_gradient=mode) for mode in ("fake", "true")}
+        self._forward = {mode: self.model.differentiable(self.layers, relu_gradient=mode) for mode in RELU_GRADIENTS}
 
     def forward(self, waveforms, relu_gradient: str = "true"):
         return self._forward[relu_gradient](waveforms)

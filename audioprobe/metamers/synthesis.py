@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audioprobe.models.base import RELU_GRADIENTS
+
 log = logging.getLogger(__name__)
 LOSSES = ("normalized", "sum_squares")
-RELU_GRADIENTS = ("fake", "true")
 
 
 def pink_noise(rng: np.random.Generator, rows: int, samples: int, rms: float = 0.01) -> np.ndarray:

@@ -9,6 +9,22 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+#: how a matched ReLU passes gradients during metamer synthesis (see :meth:`ModelAdapter.differentiable`)
+RELU_GRADIENTS = ("fake", "true")
+
+
+def fake_relu(x):
+    """max(x, 0) forward; the gradient passes through unchanged, also where x < 0 (Feather et al. 2019,
+    ``FakeReLU`` in model_metamers_pytorch), so a unit that is off in the metamer can still be pulled on.
+    For TensorFlow adapters and front ends."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def relu_with_identity_gradient(value):
+        return tf.nn.relu(value), lambda upstream: upstream
+
+    return relu_with_identity_gradient(x)
+
 
 class ModelAdapter(ABC):
     #: short name used in paths and tables

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from audioprobe.models.base import ModelAdapter
+from audioprobe.models.base import RELU_GRADIENTS, ModelAdapter, fake_relu
 from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights, load_weights
 
 SAMPLE_RATE = 16000
@@ -189,8 +189,8 @@ class Yamnet(ModelAdapter):
         """Float numerics; with ``relu_gradient="fake"`` each requested layer's final ReLU is read through
         a FakeReLU (identity gradient; Feather et al.'s metamer synthesis) while the path on keeps true ReLUs."""
         layers = self.check_layers(layers)
-        if relu_gradient not in ("fake", "true"):
-            raise ValueError(f"relu_gradient must be 'fake' or 'true', not {relu_gradient!r}")
+        if relu_gradient not in RELU_GRADIENTS:
+            raise ValueError(f"relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, not {relu_gradient!r}")
         return lambda waveforms: self._waveform_to_layers(waveforms, layers, "float", relu_gradient == "fake")
 
     # --- TensorFlow graph --------------------------------------------------------------------------------
@@ -211,9 +211,7 @@ class Yamnet(ModelAdapter):
             log_mel = tf.math.log(tf.tensordot(spectrogram, self._mel, 1) + LOG_OFFSET)
         return tf.signal.frame(log_mel, PATCH_FRAMES, PATCH_HOP_FRAMES, axis=1)
 
-    def _waveform_to_layers(self, waveforms, layers, numerics, fake_relu: bool = False):
-        from audioprobe.metamers.architectures import fake_relu as identity_gradient_relu
-
+    def _waveform_to_layers(self, waveforms, layers, numerics, identity_gradient: bool = False):
         tf = self.tf
         patches = self.log_mel_patches(waveforms, numerics)
         clips, count = tf.shape(patches)[0], tf.shape(patches)[1]
@@ -224,7 +222,7 @@ class Yamnet(ModelAdapter):
             linear = self._block_linear(net, index, numerics)
             net = tf.nn.relu(linear)
             if LAYERS[index] in layers:
-                value = identity_gradient_relu(linear) if fake_relu else net
+                value = fake_relu(linear) if identity_gradient else net
                 out[LAYERS[index]] = tf.reshape(value, [clips, count, *self._shapes[index]])
         return out
 
