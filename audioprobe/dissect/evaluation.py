@@ -134,9 +134,10 @@ def pruning_selections(classes, concepts, tops: dict, open_table: pd.DataFrame, 
         log.warning("pruning.pool is all but not every neuron of the pruned layers is summarised: OCP, which "
                     "needs a summary, is left out (set dissect.neurons.per_layer: all to include it)")
     keys = {_key(c): i for i, c in enumerate(concepts)}
+    nouns = {(str(row["layer"]), int(row["neuron"])): _words(row["nouns"]) for _, row in open_table.iterrows()}
     selections = {}
     for name in classes:
-        chosen = _concept_choices(name, keys.get(_key(name)), pool, tops, open_table, settings)
+        chosen = _concept_choices(name, keys.get(_key(name)), pool, tops, nouns, settings)
         if not with_ocp:
             del chosen["ocp"]
         for strategy, neurons in chosen.items():
@@ -155,7 +156,9 @@ def pruning_pool(open_table, layers, tops: dict, pruning: dict) -> list[tuple[st
                                                for layer in layers})
 
 
-def _concept_choices(name, index, pool, tops, open_table, settings) -> dict:
+def _concept_choices(name, index, pool, tops, nouns: dict, settings) -> dict:
+    """db/tab/ocp choices for class ``name`` (concept ``index``) among ``pool``; ``nouns`` maps each summarised
+    neuron to the words of its calibrated nouns."""
     pruning = settings["pruning"]
     chosen = {}
     for method, function in (("db", pruning["db_function"]), ("tab", pruning["tab_function"])):
@@ -164,7 +167,6 @@ def _concept_choices(name, index, pool, tops, open_table, settings) -> dict:
         chosen[method] = [(layer, n) for layer, n in pool
                           if index in tops[f"{layer}/{method}/{function}"][n, :pruning["top"]]]
     class_words = _words(concept_text(name))
-    nouns = {(str(row["layer"]), int(row["neuron"])): _words(row["nouns"]) for _, row in open_table.iterrows()}
     chosen["ocp"] = [neuron for neuron in pool if nouns.get(neuron, set()) & class_words]
     return chosen
 
@@ -193,6 +195,20 @@ def sd(values) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
+def pruned_outputs(network, units: dict):
+    """A function of a set of (layer, neuron) to the network's held-out outputs with those neurons switched
+    off, each set computed once (strategies, draws and seeds often prune the same neurons)."""
+    cache = {}
+
+    def outputs(neurons):
+        key = frozenset(neurons)
+        if key not in cache:
+            cache[key] = network.outputs(channel_masks(sorted(key), units)) if key else network.baseline
+        return cache[key]
+
+    return outputs
+
+
 def pruning_effects(network, selections: dict, units: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Change (after - before) of the true-class probability and logit on held-out clips of the target class
     (delta_target) and of the other classes (delta_rest), per strategy and class, and their means over
@@ -203,14 +219,7 @@ def pruning_effects(network, selections: dict, units: dict) -> tuple[pd.DataFram
     over draws. Strategies of one draw have no SD (NaN)."""
     base = network.baseline
     names = np.asarray(network.head.classes)
-    cache = {}
-
-    def outputs(neurons):
-        key = frozenset(neurons)
-        if key not in cache:
-            cache[key] = network.outputs(channel_masks(sorted(key), units)) if key else base
-        return cache[key]
-
+    outputs = pruned_outputs(network, units)
     rows, draws_of = [], {}
     for (strategy, name), draws in sorted(selections.items()):
         target = names[network.truth] == name
@@ -296,15 +305,11 @@ def pos_ablation(network, open_table: pd.DataFrame, units: dict, settings: dict)
     is the SD over seeds (ddof = 1; NaN for one seed)."""
     neurons = list(zip(open_table["layer"], open_table["neuron"].astype(int)))
     base = network.baseline
-    effects = {}
+    outputs = pruned_outputs(network, units)
 
     def effect(selected):
-        key = frozenset(selected)
-        if key not in effects:
-            after = network.outputs(channel_masks(sorted(key), units))
-            effects[key] = (float(after["correct"].mean()),
-                            float((after["probability"] - base["probability"]).mean()))
-        return effects[key]
+        after = outputs(selected)
+        return float(after["correct"].mean()), float((after["probability"] - base["probability"]).mean())
 
     rows = []
     for fraction in settings["fractions"]:
