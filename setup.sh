@@ -26,7 +26,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
-$PIP install -q --upgrade "pip>=24" wheel
+# setuptools below 81: tensorflow-hub (TF Hub weights handles) imports pkg_resources, which 81 removed.
+$PIP install -q --upgrade "pip>=24" wheel "setuptools>=77.0.3,<81"
 
 # The CPU build of torch first, so that no later requirement pulls a multi-GB CUDA build.
 $PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple}

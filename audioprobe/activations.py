@@ -25,6 +25,20 @@ def clip_samples(clip_seconds: float, sample_rate: int) -> int:
     return int(round(clip_seconds * sample_rate))
 
 
+def model_layer_shape(model_config: dict, layer: str, clip_seconds: float) -> tuple[int, ...]:
+    """The per-clip shape of ``layer`` for clips of ``clip_seconds``, computed without weights or TensorFlow
+    (what ``model.layer_shape`` returns for the loaded model)."""
+    from audioprobe import models
+
+    kind = model_config["kind"]
+    if layer not in models.layer_names(kind):
+        raise ValueError(f"model kind {kind!r} has no layer {layer!r}")
+    from audioprobe.models import yamnet
+
+    samples = clip_samples(clip_seconds, models.sample_rate(kind))
+    return (yamnet.patches_for(samples), *yamnet.conv_output_shapes()[yamnet.LAYERS.index(layer)])
+
+
 def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_seconds: float,
             batch_size: int = 32, dtype: str = "float32", compression: str = "gzip", attrs: dict | None = None):
     """Write one HDF5 file per layer (``outputs``: layer -> path) for every clip of the manifest."""
@@ -53,11 +67,16 @@ def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_s
         raise
 
 
-def pool(layer_path, out_path, *, axes: list[str], stat: str = "mean", attrs: dict | None = None) -> None:
-    """Reduce a layer file over named axes (e.g. patch, time, freq) to one flat vector per clip."""
+def pool(layer_path, out_path, *, axes: list[str], stat: str = "mean", attrs: dict | None = None,
+         layer_shape=None) -> None:
+    """Reduce a layer file over named axes (e.g. patch, time, freq) to one flat vector per clip.
+
+    The layer file is opened through :class:`LayerFile` (nothing stored outside it, consistent shapes, the
+    shape of the model it records); given ``layer_shape`` (the run's, from :func:`model_layer_shape`), its
+    per-clip shape must also be that."""
     if stat not in POOL_STATS:
         raise ValueError(f"pooling stat {stat!r} is unknown; use one of {', '.join(POOL_STATS)}")
-    with LayerFile(layer_path) as layer:
+    with LayerFile(layer_path, layer_shape=layer_shape) as layer:
         names = str(layer.attrs["axes"]).split(",")
         unknown = [a for a in axes if a not in names]
         if unknown:
@@ -76,11 +95,18 @@ def pool(layer_path, out_path, *, axes: list[str], stat: str = "mean", attrs: di
 
 
 def summarise(layer_paths: dict[str, str]) -> pd.DataFrame:
-    """Per layer: shape, clips, mean, standard deviation and fraction of zeros of the activations."""
-    rows = []
+    """Per layer: shape, clips, mean, standard deviation and fraction of zeros of the activations.
+
+    The layer files of one run must list the same clips (each is checked on its own by :class:`LayerFile`)."""
+    rows, first = [], None
     for layer, path in layer_paths.items():
         with LayerFile(path) as file:
             data = file.activations
+            if first is None:
+                first = (path, file.clip_ids)
+            elif file.clip_ids != first[1]:
+                raise ValueError(f"{path} and {first[0]} list different clips ({data.shape[0]} and "
+                                 f"{len(first[1])}); the layers of one extraction list the same: rerun it")
             total, squares, zeros, count = 0.0, 0.0, 0, 0
             for i in range(0, data.shape[0], 64):
                 block = data[i:i + 64].astype(np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -174,3 +175,182 @@ def check_circular(config: dict) -> list[str]:
                               "captions.on_circular: warn")
         warnings.append(message)
     return warnings
+
+
+# --- strings from --config --------------------------------------------------------------------------------
+# Snakemake reads a nested --config value with YAML's BaseLoader, so activations='{"batch_size": 16}' arrives
+# as {"batch_size": "16"}. coerce_strings turns such strings back into what the schema asks for.
+
+_NULLS = ("null", "Null", "NULL", "~")
+_BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INTEGER = re.compile(r"^[-+]?[0-9]+$")
+_NUMBER = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
+
+
+def coerce_strings(config: dict, schema: dict) -> dict:
+    """Convert, in place, strings where the schema asks for an integer, number, boolean or null and the
+    string parses cleanly as one ("16" -> 16, "0.5" -> 0.5, "true" -> True, "null" -> None). A string is
+    never converted where the schema accepts it as it is (a string type, or one of an enum's or a const's
+    values), so a layer named "15" or relu_gradient: "true" stay strings. Call before validation."""
+    return _coerce(config, schema, schema)
+
+
+def _alternatives(node: dict, root: dict) -> list[dict]:
+    """The node and, recursively, its anyOf / oneOf alternatives, resolved."""
+    node = _resolve(node, root)
+    found = [node]
+    for keyword in ("anyOf", "oneOf"):
+        for alternative in node.get(keyword, []):
+            found += _alternatives(alternative, root)
+    return found
+
+
+def _branches(value: dict, node: dict, root: dict) -> list[dict]:
+    """The node's alternatives and the allOf branches whose if-condition (on consts) the value meets."""
+    found = []
+    for alternative in _alternatives(node, root):
+        found.append(alternative)
+        for branch in alternative.get("allOf", []):
+            condition = branch.get("if", {}).get("properties", {})
+            if all(value.get(k) == c.get("const") for k, c in condition.items()):
+                found += _alternatives(branch.get("then", {}), root)
+    return found
+
+
+def _types(node: dict) -> set[str]:
+    kind = node.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _coerce(value, node: dict, root: dict):
+    if isinstance(value, str):
+        return _coerce_scalar(value, _alternatives(node, root))
+    if isinstance(value, dict):
+        for sub in _branches(value, node, root):
+            properties = sub.get("properties", {})
+            extra = sub.get("additionalProperties")
+            for key in value:
+                child = properties[key] if key in properties else extra
+                if isinstance(child, dict):
+                    value[key] = _coerce(value[key], child, root)
+    elif isinstance(value, list):
+        for sub in _alternatives(node, root):
+            prefix, items = sub.get("prefixItems", []), sub.get("items")
+            for index, item in enumerate(value):
+                child = prefix[index] if index < len(prefix) else items
+                if isinstance(child, dict):
+                    value[index] = _coerce(item, child, root)
+    return value
+
+
+def _coerce_scalar(text: str, alternatives: list[dict]):
+    accepted = set()
+    for node in alternatives:
+        if "string" in _types(node) or text in node.get("enum", []) or node.get("const", object()) == text:
+            return text
+        accepted |= _types(node)
+        accepted |= {_type_of(v) for v in node.get("enum", [])}
+        if "const" in node:
+            accepted.add(_type_of(node["const"]))
+    if "null" in accepted and text in _NULLS:
+        return None
+    if "boolean" in accepted and text in _BOOLEANS:
+        return _BOOLEANS[text]
+    if accepted & {"integer", "number"} and _INTEGER.match(text):
+        return int(text)
+    if "number" in accepted and _NUMBER.match(text):
+        return float(text)
+    return text
+
+
+def _type_of(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "string" if isinstance(value, str) else "object" if isinstance(value, dict) else "array"
+
+
+# --- schema errors that name the key ----------------------------------------------------------------------
+
+
+def key_path(parts) -> str:
+    """['activations', 'runs', 0, 'dataset'] -> 'activations.runs[0].dataset'."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "the config"
+
+
+def check_schema(config: dict, schema: dict) -> None:
+    """Validate against the schema and raise the most relevant error as '<key path>: <what is wrong>'
+    (Snakemake's own validation, which runs after, prints a schema dump with instance['a']['b'] paths)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return
+    message = error.message
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        if allowed:
+            message += f"; allowed: {', '.join(allowed)}"
+    raise ConfigError(f"{key_path(error.absolute_path)}: {message} (every key, with its type and default, is "
+                      "in workflow/schemas/config.schema.yaml)")
+
+
+# --- Study 2 references -----------------------------------------------------------------------------------
+
+
+def _null_hint(value) -> str:
+    return (" (--config reads a nested null as the string 'null': turn it off in a --configfile)"
+            if value == "null" else "")
+
+
+def check_metamers(config: dict, layer_names) -> None:
+    """Study 2 names a configured dataset, and its pretrained model and layers exist."""
+    metamers = config.get("metamers", {})
+    dataset = metamers.get("dataset")
+    if dataset is None:
+        return
+    if dataset not in config["datasets"]:
+        raise ConfigError(f"metamers.dataset: {dataset!r} is not under datasets (configured: "
+                          f"{', '.join(config['datasets']) or 'none'}); name one of them, or null to turn Study 2 "
+                          f"off{_null_hint(dataset)}")
+    pretrained = metamers.get("yamnet", {})
+    model, layers = pretrained.get("model"), pretrained.get("layers")
+    if model is None or not layers:
+        return
+    if model not in config["models"]:
+        raise ConfigError(f"metamers.yamnet.model: {model!r} is not under models (configured: "
+                          f"{', '.join(config['models']) or 'none'}); name one of them, or null to make no "
+                          f"pretrained-model metamers{_null_hint(model)}")
+    known = layer_names(config["models"][model]["kind"])
+    unknown = [layer for layer in layers if layer not in known]
+    if unknown:
+        raise ConfigError(f"metamers.yamnet.layers: model {model!r} has no layer {unknown[0]!r}; its layers are "
+                          f"{', '.join(known)}")
+
+
+# --- labels, once the manifest exists ---------------------------------------------------------------------
+
+
+def check_labels(clips, labels, key: str, manifest_path, *, use: str = "decoding") -> None:
+    """Each of ``labels`` is a label column of the manifest ``clips`` (a DataFrame with label_<name> columns)
+    with at least two values; the error names the config ``key`` that chose the label. Call it in the first
+    job of a branch (its split)."""
+    known = [column[len("label_"):] for column in clips.columns if column.startswith("label_")]
+    for label in labels:
+        if label not in known:
+            raise ConfigError(f"{key}: the manifest {manifest_path} has no label {label!r}; its labels are "
+                              f"{', '.join(known) or 'none'}: name one of them in {key}")
+        values = sorted(clips[f"label_{label}"].astype(str).unique())
+        if len(values) < 2:
+            found = f"one value ({values[0]!r})" if values else "no values"
+            raise ConfigError(f"{key}: {label!r} has {found} in {manifest_path}: {use} needs at least two; "
+                              f"add clips with another {label}, or choose another label in {key}")

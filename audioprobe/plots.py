@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from audioprobe.io.atomic import temporary_beside  # noqa: E402
+from audioprobe.io.atomic import replace_checked, temporary_beside  # noqa: E402
 
 
 FORMATS = (".png", ".svg")
@@ -28,7 +28,7 @@ def save_figure(figure, path) -> None:
     try:
         with matplotlib.rc_context({"svg.hashsalt": "audioprobe", "svg.fonttype": "none"}):
             figure.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)
-        os.replace(tmp, path)
+        replace_checked(tmp, path)
     finally:
         plt.close(figure)
         if os.path.exists(tmp):

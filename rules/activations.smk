@@ -42,6 +42,8 @@ rule pool_activations:
         "results/activations/{model}/{dataset}/pooled/{layer}.h5",
     params:
         pool=config["activations"]["pool"],
+        model=model_config_of,
+        clip_seconds=dataset_clip_seconds,
     log:
         "results/logs/pool_activations/{model}/{dataset}/{layer}.log",
     benchmark:

@@ -5,16 +5,22 @@ from snakemake.utils import validate
 
 from audioprobe import config as apconfig
 from audioprobe.datasets.naming import audio_files
-from audioprobe.models import layer_names
+from audioprobe.io.atomic import check_results_links
+from audioprobe.models import (WEIGHT_FILE_SUFFIXES, WeightsSettingError, check_weights_setting, is_hub_handle,
+                               layer_names)
 
 SCHEMA = "../workflow/schemas/config.schema.yaml"
 GENERATED_KINDS = ("maas-synth", "commands-synth")
 
 apconfig.check_renamed(config)
-apconfig.fill_defaults(config, apconfig.load_schema(workflow.source_path(SCHEMA)))
+config_schema = apconfig.load_schema(workflow.source_path(SCHEMA))
+apconfig.coerce_strings(config, config_schema)  # --config passes nested values as strings
+apconfig.fill_defaults(config, config_schema)
+apconfig.check_schema(config, config_schema)  # the same check as validate's, with errors naming the key
 validate(config, SCHEMA, set_default=True)
 apconfig.check_references(config, layer_names)
 apconfig.check_latent(config, layer_names)
+apconfig.check_metamers(config, layer_names)
 apconfig.check_dissect(config, layer_names)
 for warning in apconfig.check_circular(config):
     logger.warning(warning)
@@ -69,6 +75,7 @@ def check_folder_datasets():
 
 
 check_folder_datasets()
+check_results_links()
 
 
 def manifest_inputs(wildcards):
@@ -118,13 +125,10 @@ def weights_key(wildcards):
     return f"models.{wildcards.model}.weights"
 
 
-WEIGHT_FILE_SUFFIXES = (".tflite", ".h5", ".hdf5")
-
-
 def weights_input(name):
-    """The weights file as an input, or nothing for a TF Hub handle (loaded at run time)."""
+    """The weights file as an input, or nothing for a TF Hub handle or SavedModel folder (loaded at run time)."""
     weights = model_weights(name)
-    return weights if weights.endswith(WEIGHT_FILE_SUFFIXES) else []
+    return weights if weights.endswith(WEIGHT_FILE_SUFFIXES) and not is_hub_handle(weights) else []
 
 
 def weights_source(model):
@@ -137,13 +141,12 @@ def weights_source(model):
 
 
 def check_model_weights():
+    """Each models.<name>.weights is null, an http(s) hub handle, or an existing weights file or SavedModel."""
     for name, entry in config["models"].items():
-        weights = entry["weights"]
-        if weights and weights.endswith(WEIGHT_FILE_SUFFIXES) and not os.path.isfile(weights):
-            raise WorkflowError(
-                f"models.{name}.weights: {weights} does not exist. Point it at a local yamnet.tflite or "
-                "yamnet.h5, or set it to null to let rule download_yamnet fetch the weights."
-            )
+        try:
+            check_weights_setting(name, entry["weights"])
+        except WeightsSettingError as err:
+            raise WorkflowError(str(err)) from None
 
 
 check_model_weights()

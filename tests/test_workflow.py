@@ -254,6 +254,15 @@ def test_a_forced_rerun_of_the_llm_steps_makes_no_llm_call(tiny_run, yamnet_tfli
     ({"latent": {"flow": {"layer": 15}}}, "latent.flow.layer: 15 is out of range"),
     ({"latent": {"flow": {"layer": "layer0"}}}, "latent.flow.layer: 'layer0'"),
     ({"latent": {"runs": [{"model": "yamnet", "dataset": "commands-synth"}]}}, "latent.runs[0]"),
+    ({"metamers": {"yamnet": {"layers": ["layer99"]}}},
+     "metamers.yamnet.layers: model 'yamnet' has no layer 'layer99'"),
+    ({"metamers": {"frontend": {"nn": 10}}},
+     "metamers.frontend: Additional properties are not allowed ('nn' was unexpected)"),
+    ({"metamers": {"frontend": {"n": "ten"}}}, "metamers.frontend.n: 'ten' is not of type 'integer'"),
+    ({"metamers": {"dataset": "nope"}}, "metamers.dataset: 'nope' is not under datasets"),
+    ({"metamers": {"yamnet": {"model": "nope"}}}, "metamers.yamnet.model: 'nope' is not under models"),
+    ({"dissect": {"calibration": {"threshold": -5}}},
+     "dissect.calibration.threshold: -5 is less than the minimum of -1"),
 ])
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, yamnet_tflite, override, message):
     result = snakemake(tmp_path, "-n", config=override, weights=yamnet_tflite, check=False)
@@ -262,9 +271,66 @@ def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, yamnet_tflit
     assert not (tmp_path / "results").exists()
 
 
+# The rule's params as Snakemake computes them from the config it loaded (a dry run does not print params).
+PARAMS_OF_EXTRACTION = """
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+from snakemake.api import SnakemakeApi
+from snakemake.cli import parse_config
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+snakefile, configfile, workdir, entries = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=snakefile, workdir=workdir,
+                            config_settings=ConfigSettings(configfiles=[configfile], config=parse_config(entries)))
+    rule = workflow._workflow.get_rule("extract_activations_yamnet")
+    print("PARAMS " + json.dumps(rule.params.settings(SimpleNamespace(dataset="maas-synth"))))
+"""
+
+
+def test_the_config_example_in_config_yaml_works(tmp_path, yamnet_tflite):
+    """config.yaml's header shows --config activations='{"batch_size": 16}'. Snakemake reads the nested 16 as
+    the string '16'; the workflow turns it back into the schema's integer, and extraction gets 16."""
+    header = (REPO / "config.yaml").read_text().split("\n\n")[0]
+    example = """--config activations='{"batch_size": 16}'"""
+    assert example in header
+    entry = 'activations={"batch_size": 16}'  # the argument the shell makes of the example
+    models = "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(yamnet_tflite),
+                                                "class_map": str(Path(yamnet_tflite).with_name("yamnet_class_map.csv"))}})
+    result = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
+                             "--cores", "2", "-n", "--configfile", str(TINY), "--config", models, entry],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert scheduled(result)["extract_activations_yamnet"] == 1
+    params = subprocess.run([sys.executable, "-c", PARAMS_OF_EXTRACTION, str(REPO / "Snakefile"), str(TINY),
+                             str(tmp_path / "api"), models, entry], capture_output=True, text=True)
+    assert params.returncode == 0, params.stderr[-3000:]
+    settings = json.loads(params.stdout.split("PARAMS ", 1)[1])
+    assert settings["batch_size"] == 16  # tiny.yaml says 8
+
+
 def test_missing_weights_name_the_config_key(tmp_path):
     result = snakemake(tmp_path, "-n", weights=tmp_path / "nowhere" / "yamnet.tflite", check=False)
     assert result.returncode != 0 and "models.yamnet.weights" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("weights, problem", [
+    ("yamnet.tflit", "is a file, but not a .tflite, .h5, .hdf5 file"),
+    ("missing/yamnet.tflit", "does not exist"),
+    ("empty_folder", "is a folder without saved_model.pb"),
+])
+def test_weights_that_are_no_weights_fail_before_any_job_naming_the_key(tmp_path, yamnet_tflite, weights, problem):
+    path = tmp_path / weights
+    if weights == "yamnet.tflit":
+        shutil.copyfile(yamnet_tflite, path)
+    elif weights == "empty_folder":
+        path.mkdir()
+    workdir = tmp_path / "work"
+    result = snakemake(workdir, "-n", weights=path, check=False)
+    assert result.returncode != 0
+    assert f"models.yamnet.weights: {path} {problem}" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
 
 
 def test_without_weights_the_download_rule_is_scheduled(tmp_path):

@@ -77,15 +77,14 @@ def captions_of(path) -> tuple[dict[str, str], str]:
 
 
 def make_split(manifest_path, out_path, *, label: str, split: dict) -> None:
+    from audioprobe.config import check_labels
     from audioprobe.datasets.manifest import read_manifest
     from audioprobe.latent.split import split_groups
 
     clips = read_manifest(manifest_path)
-    if f"label_{label}" not in clips.columns:
-        raise ValueError(f"dissect.label: the manifest {manifest_path} has no label {label!r}; its labels are "
-                         f"{[c[6:] for c in clips.columns if c.startswith('label_')]}")
+    check_labels(clips, [label], "dissect.label", manifest_path, use="the linear head")
     assigned = split_groups(clips, [label], val_fraction=0.0, test_fraction=split["heldout_fraction"],
-                            seed=split["seed"])
+                            seed=split["seed"], labels_key="dissect.label", split_key="dissect.split")
     assigned["split"] = assigned["split"].map({"train": PROBE, "test": HELDOUT, "val": PROBE})
     log.info("clips per split: %s", assigned["split"].value_counts().to_dict())
     write_csv(out_path, assigned, config={"label": label, **split})

@@ -9,6 +9,80 @@ import re
 import tempfile
 from pathlib import Path
 
+RESULTS = "results"
+
+
+class OutsideResultsError(PermissionError):
+    """A write under ``results/`` whose real folder is outside it (a symbolic link leads out)."""
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_inside_results(path) -> None:
+    """Refuse to write ``path`` when it lies under the working directory's ``results/`` (relative or absolute)
+    but its real folder is not inside the real ``results/``: a symbolic link in a shared results folder must
+    not redirect writes elsewhere. ``results/`` itself may be a link (to scratch space, say). Paths outside
+    ``results/`` are not checked."""
+    results = os.path.join(os.getcwd(), RESULTS)
+    target = os.path.abspath(path)
+    if not target.startswith(results + os.sep):
+        return
+    real_results = os.path.realpath(results)
+    folder = os.path.dirname(target)
+    real = os.path.realpath(folder)
+    if _inside(real, real_results):
+        return
+    link = results
+    for part in Path(folder).relative_to(results).parts:
+        link = os.path.join(link, part)
+        if not _inside(os.path.realpath(link), real_results):
+            break
+    try:
+        points_to = f" -> {os.readlink(link)}"
+    except OSError:
+        points_to = ""
+    raise OutsideResultsError(
+        f"refusing to write {path}: its folder is really {real}, outside {real_results}, because {link} is a "
+        f"symbolic link{points_to}; remove the link {link} (or replace it with a real folder) and rerun")
+
+
+def replace_checked(tmp, target) -> None:
+    """``os.replace(tmp, target)`` after checking again that ``target`` stays inside ``results/``."""
+    check_inside_results(target)
+    os.replace(tmp, target)
+
+
+def links_leaving(root=RESULTS) -> list[tuple[str, str]]:
+    """(link, real path) of every symbolic link under ``root`` (not followed) that leads outside it."""
+    if not os.path.isdir(root):
+        return []
+    real_root = os.path.realpath(root)
+    out, folders = [], [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    real = os.path.realpath(entry.path)
+                    if not _inside(real, real_root):
+                        out.append((entry.path, real))
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+    return sorted(out)
+
+
+def check_results_links(root=RESULTS) -> None:
+    """Before a run: refuse a ``results/`` with symbolic links leading out of it (Snakemake's own writes,
+    such as logs, benchmarks and output folders, follow them), naming each."""
+    leaving = links_leaving(root)
+    if leaving:
+        listed = "; ".join(f"{link} -> {real}" for link, real in leaving[:10])
+        more = f" and {len(leaving) - 10} more" if len(leaving) > 10 else ""
+        raise OutsideResultsError(f"{root}/ has symbolic links leading outside it ({listed}{more}): writes and "
+                                  "reads through them would leave the results folder; remove them (or replace "
+                                  "them with real folders or files) and rerun")
+
 
 def stale_parts(target: Path) -> list[Path]:
     """Temporary files of ``target`` (``.<name>.XXXXXXXX.part``) left behind by a killed writer."""
@@ -29,6 +103,7 @@ def temporary_beside(target: Path) -> str:
     a given output (Snakemake's lock sees to that), so none of them can still be in use.
     """
     target = Path(target)
+    check_inside_results(target)  # before creating any folder or file through a link that leads out
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_parts(target):
         with contextlib.suppress(FileNotFoundError):
@@ -48,7 +123,7 @@ def atomic_path(path):
     tmp = temporary_beside(target)
     try:
         yield tmp
-        os.replace(tmp, target)
+        replace_checked(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

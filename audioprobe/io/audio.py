@@ -1,12 +1,15 @@
 """Reading, checking and normalising audio files.
 
-Every file that enters a manifest passes through :func:`load_checked`, which either returns a mono
-float32 signal at the requested sample rate or raises :class:`BadAudio` saying what is wrong with it.
+Every file that enters a manifest passes through :func:`decode` and :func:`check_signal`, and every clip
+is read back through :func:`load_checked`, which either returns a mono float32 signal at the requested
+sample rate or raises :class:`BadAudio` saying what is wrong with it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +18,9 @@ import soxr
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MIN_SAMPLE_RATE = 1000
+READ_BLOCK_FRAMES = 1 << 18
+FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 
 
 class BadAudio(ValueError):
@@ -38,8 +44,23 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
+def require_regular_file(path) -> None:
+    """Raise :class:`BadAudio` for anything but a regular file, without opening it (opening a FIFO blocks)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        detail = "broken symbolic link" if os.path.islink(path) else "no such file"
+        raise BadAudio(path, "unreadable", detail) from None
+    except OSError as err:
+        raise BadAudio(path, "unreadable", err.strerror or type(err).__name__) from err
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in FILE_KINDS if test(mode)), "not a regular file")
+        raise BadAudio(path, "not_regular_file", f"{kind}, not a regular file; it was not opened")
+
+
 def probe(path) -> AudioInfo:
     """Header information without decoding the whole file."""
+    require_regular_file(path)
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises several types for unreadable input
@@ -48,7 +69,13 @@ def probe(path) -> AudioInfo:
 
 
 def read(path, start: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
-    """Decode ``path`` (or a span of it) to float32 of shape [frames, channels]."""
+    """Decode ``path`` (or a span of it) to float32 of shape [frames, channels].
+
+    The whole file (no span) is read by :func:`decode`, which also rejects truncated files.
+    """
+    if not start and duration is None:
+        data, info = decode(path)
+        return data, info.sample_rate
     info = probe(path)
     first = int(round(start * info.sample_rate))
     count = -1 if duration is None else int(round(duration * info.sample_rate))
@@ -60,6 +87,66 @@ def read(path, start: float = 0.0, duration: float | None = None) -> tuple[np.nd
     except Exception as err:
         raise BadAudio(path, "unreadable", str(err).strip() or type(err).__name__) from err
     return data, info.sample_rate
+
+
+def decode(path) -> tuple[np.ndarray, AudioInfo]:
+    """Every frame of ``path`` as float32 [frames, channels], and its header.
+
+    Raises :class:`BadAudio` ``truncated`` when fewer frames decode than the header declares: a WAV cut
+    short (libsndfile itself only reports the frames the file still holds, so the RIFF header is read
+    here), or an MP3 whose stream ends early or is garbled (its Xing header gives the count).
+    """
+    info = probe(path)
+    try:
+        declared = declared_frames(path, info)
+        with sf.SoundFile(str(path)) as handle:
+            data = _read_to_end(handle)
+    except Exception as err:
+        raise BadAudio(path, "unreadable", str(err).strip() or type(err).__name__) from err
+    if declared is not None and data.shape[0] < declared:
+        raise BadAudio(path, "truncated", f"decoded {data.shape[0]} of {declared} frames the header declares")
+    return data, info
+
+
+def _read_to_end(handle: sf.SoundFile) -> np.ndarray:
+    """Decode block by block until the decoder stops, so a header promising too much costs no memory."""
+    blocks = []
+    while True:
+        block = handle.read(READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        blocks.append(block)
+        if block.shape[0] < READ_BLOCK_FRAMES:
+            return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def declared_frames(path, info: AudioInfo) -> int | None:
+    """Frames the file's header promises: the RIFF data chunk for WAV, libsndfile's count otherwise."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _riff_data_frames(handle)
+    return info.frames
+
+
+def _riff_data_frames(handle) -> int | None:
+    """The data chunk's size in frames; None when the header leaves it open (0 or 0xFFFFFFFF, streamed)."""
+    block_align = None
+    while True:
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            return None
+        name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if name == b"data":
+            return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+        if name == b"fmt ":
+            fmt = handle.read(size + (size & 1))
+            block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+        else:
+            handle.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def peak(data: np.ndarray) -> float:
+    """The largest absolute sample; above 1.0 only in float files (integer PCM cannot exceed full scale)."""
+    return float(np.max(np.abs(data))) if data.size else 0.0
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

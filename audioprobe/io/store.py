@@ -9,6 +9,10 @@ Layout of a layer file::
 
 Files are built under a temporary name and renamed when the last clip is written, so a file with the
 final name is always whole. No object header stores a time, so the same contents give the same bytes.
+
+Every HDF5 file is read through :func:`open_h5`, which refuses a file that would make a read leave it
+(external storage, virtual datasets, external links): results folders are shared, and reading one must
+not read anything outside it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from audioprobe.io.atomic import canonical_json, temporary_beside
+from audioprobe.io.atomic import canonical_json, replace_checked, temporary_beside
 
 STRING = h5py.string_dtype("utf-8")
 CREATION_ORDER = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
@@ -86,7 +90,7 @@ class LayerWriter:
         write_index(self.file, clip_ids, labels)
         self.file.attrs["complete"] = True
         self.file.close()
-        os.replace(self.tmp, self.path)
+        replace_checked(self.tmp, self.path)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -122,15 +126,157 @@ def write_arrays(path, arrays: dict[str, np.ndarray], *, clip_ids=None, labels=N
         file.attrs["complete"] = True
 
 
-class LayerFile:
-    """Read access to a layer file, checking that it is complete."""
+class UnsafeHDF5Error(ValueError):
+    """An HDF5 file whose reading would read another file."""
 
-    def __init__(self, path):
+
+def open_h5(path) -> h5py.File:
+    """``h5py.File(path, "r")``, refusing a file any part of which lives outside it.
+
+    HDF5 lets a dataset keep its bytes in other files (external storage: any file, such as a secret in
+    ``/tmp``, read as raw values; virtual datasets: slices of other HDF5 files) and lets a group link to an
+    object in another file (external links). audioprobe writes none of these, so a file with one is
+    refused, naming the file and the object, before anything of it is read.
+    """
+    file = h5py.File(path, "r")
+    try:
+        problems = outside_references(file)
+        if problems:
+            name, what = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UnsafeHDF5Error(f"{path}: {name} is {what}{more}; audioprobe reads only data stored inside "
+                                  "the file itself: delete the file and rerun the rule that makes it")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def outside_references(file: h5py.File) -> list[tuple[str, str]]:
+    """(object, what it is) for every link or dataset of ``file`` whose reading would open another file.
+
+    Walks every link without following soft or external ones (a soft link names a path inside the file,
+    which the walk reaches through its hard links) and every dataset's creation properties.
+    """
+    problems = []
+
+    def check_link(name, link):
+        if isinstance(link, h5py.ExternalLink):
+            problems.append((f"/{name}", f"an external link to {link.path!r} in the file {link.filename!r}"))
+        elif not isinstance(link, (h5py.HardLink, h5py.SoftLink)):
+            problems.append((f"/{name}", f"a link of an unknown class ({type(link).__name__})"))
+
+    def check_object(name, item):
+        if not isinstance(item, h5py.Dataset):
+            return
+        dcpl = item.id.get_create_plist()
+        if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+            sources = sorted({source.file_name for source in item.virtual_sources()})
+            problems.append((f"dataset /{name}", f"a virtual dataset (its data comes from {', '.join(sources)})"))
+        elif dcpl.get_external_count():
+            files = [dcpl.get_external(i)[0].decode(errors="replace") for i in range(dcpl.get_external_count())]
+            problems.append((f"dataset /{name}", f"stored in other files (HDF5 external storage: {', '.join(files)})"))
+
+    file.visititems_links(check_link)
+    file.visititems(check_object)
+    return problems
+
+
+def _declared_shape(value) -> tuple[int, ...] | None:
+    """The ``layer_shape`` attribute as a tuple (a list of integers or its JSON text), or None."""
+    if isinstance(value, (bytes, str)):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    try:
+        return tuple(int(v) for v in np.asarray(value).ravel())
+    except (TypeError, ValueError):
+        return None
+
+
+class LayerFile:
+    """Read access to a layer file (through :func:`open_h5`), checking that it is complete and consistent.
+
+    On every open: ``/activations`` has one row per ``/clip_id`` and per ``/labels/<name>`` value, and its
+    per-clip shape is the ``layer_shape`` attribute; a layer file that records its model and clip length
+    (``config.model``, ``config.clip_seconds`` and ``layer``) holds that model's shape for that layer. A caller
+    that knows the run can also give ``layer_shape`` (per clip) and ``clips``.
+    """
+
+    def __init__(self, path, *, layer_shape=None, clips: int | None = None):
         self.path = Path(path)
-        self.file = h5py.File(self.path, "r")
-        if not bool(self.file.attrs.get("complete", False)):
+        self.file = open_h5(self.path)
+        try:
+            if not bool(self.file.attrs.get("complete", False)):
+                raise ValueError(f"{self.path} is incomplete (attribute complete is false): delete it and rerun")
+            self._check_shapes(layer_shape, clips)
+        except BaseException:
             self.file.close()
-            raise ValueError(f"{self.path} is incomplete (attribute complete is false): delete it and rerun")
+            raise
+
+    def _check_shapes(self, expected_shape, expected_clips) -> None:
+        rows = {}
+        for name in ("activations", "clip_id"):
+            if name in self.file:
+                rows[f"/{name}"] = self._rows(name)
+        if isinstance(self.file.get("labels"), h5py.Group):
+            for name in self.file["labels"]:
+                rows[f"/labels/{name}"] = self._rows(f"labels/{name}")
+        if expected_clips is not None:
+            rows = {"the run's clip count": int(expected_clips), **rows}
+        if len(set(rows.values())) > 1:
+            first, n = next(iter(rows.items()))
+            other, m = next((name, count) for name, count in rows.items() if count != n)
+            raise ValueError(f"{self.path}: {first} has {n} rows but {other} has {m}; a layer file has one row per "
+                             "clip everywhere: delete it and rerun the rule that makes it")
+        if "activations" not in self.file:
+            return
+        shape = tuple(self.file["activations"].shape[1:])
+        expected = []
+        if "layer_shape" in self.file.attrs:
+            expected.append(("its layer_shape attribute", _declared_shape(self.file.attrs["layer_shape"])))
+        model = self._model_shape()
+        if model is not None:
+            expected.append(model)
+        if expected_shape is not None:
+            expected.append(("the run's layer shape", tuple(int(v) for v in expected_shape)))
+        for source, want in expected:
+            if want != shape:
+                raise ValueError(f"{self.path}: /activations has {'x'.join(map(str, shape)) or 'no'} values per clip, "
+                                 f"but {source} is {'x'.join(map(str, want)) if want else want}: delete it and "
+                                 "rerun the rule that makes it")
+
+    def _rows(self, name: str) -> int:
+        item = self.file[name]
+        if not isinstance(item, h5py.Dataset) or not item.shape:
+            raise ValueError(f"{self.path}: /{name} is not an array with one row per clip")
+        return int(item.shape[0])
+
+    def _model_shape(self):
+        """(description, per-clip shape) of the model, layer and clip length the file records, else None.
+
+        A pooled file (attribute ``pooled_axes``) holds the product of the model's shape over its kept axes."""
+        attrs = self.attrs
+        config, layer = attrs.get("config"), attrs.get("layer")
+        if not (isinstance(config, dict) and isinstance(config.get("model"), dict) and "clip_seconds" in config
+                and isinstance(layer, str)):
+            return None
+        from audioprobe.activations import model_layer_shape
+
+        kind = config["model"].get("kind")
+        try:
+            want = model_layer_shape(config["model"], layer, float(config["clip_seconds"]))
+            source = f"what {kind} gives at {layer} for {config['clip_seconds']} s clips"
+            if "pooled_axes" in attrs:
+                names = str(attrs["axes"]).split(",")
+                kept = [names.index(name) for name in str(attrs.get("kept_axes", "")).split(",") if name]
+                want = (int(np.prod([want[i] for i in kept])),)
+                source += f" pooled over {attrs['pooled_axes']}"
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            raise ValueError(f"{self.path}: its recorded model ({kind!r}), layer ({layer!r}), clip length "
+                             f"({config['clip_seconds']!r}) or axes are not ones audioprobe knows: {error}") from error
+        return source, want
 
     def __enter__(self):
         return self

@@ -63,9 +63,9 @@ class Projection:
 
     @classmethod
     def load(cls, path) -> "Projection":
-        import h5py
+        from audioprobe.io.store import open_h5
 
-        with h5py.File(path, "r") as file:
+        with open_h5(path) as file:
             return cls(**{name: file[name][()] for name in ARRAYS})
 
 

@@ -9,16 +9,17 @@ SPLITS = ("train", "val", "test")
 
 
 def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float, test_fraction: float,
-                 seed: int) -> pd.DataFrame:
+                 seed: int, labels_key: str = "latent.factors", split_key: str = "latent.split") -> pd.DataFrame:
     """clip_id, group, split: whole recording groups go to one split, each label combination spread
-    over the three splits in proportion where it has enough groups."""
+    over the three splits in proportion where it has enough groups. Errors name ``labels_key`` (the config
+    key that chose ``factors``) and ``split_key`` (the one that set the fractions)."""
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError("latent.split: val_fraction and test_fraction must be fractions that leave a "
+        raise ValueError(f"{split_key}: val_fraction and test_fraction must be fractions that leave a "
                          f"training share (got val {val_fraction}, test {test_fraction})")
     columns = [f"label_{f}" for f in factors]
     missing = [c for c in columns if c not in clips.columns]
     if missing:
-        raise ValueError(f"the manifest has no label column {missing[0][6:]!r} (latent.factors); its labels are "
+        raise ValueError(f"the manifest has no label column {missing[0][6:]!r} ({labels_key}); its labels are "
                          f"{[c[6:] for c in clips.columns if c.startswith('label_')]}")
     stratum = clips[columns].astype(str).agg("|".join, axis=1)
     group_stratum = stratum.groupby(clips["group"]).agg(lambda s: s.value_counts().index[0])
@@ -36,7 +37,7 @@ def split_groups(clips: pd.DataFrame, factors: list[str], *, val_fraction: float
     for name in ("train", "test"):  # an empty validation split is allowed: the test split stands in
         if not (out["split"] == name).any():
             raise ValueError(f"the {name} split is empty: {clips['group'].nunique()} recording groups are too "
-                             "few for these fractions; add recordings or change latent.split")
+                             f"few for these fractions; add recordings or change {split_key}")
     return out
 
 

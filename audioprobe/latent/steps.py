@@ -23,11 +23,19 @@ def layer_matrix(path) -> tuple[np.ndarray, list[str], dict[str, list[str]], tup
         return data.reshape(data.shape[0], -1), layer.clip_ids, layer.labels, tuple(data.shape[1:])
 
 
-def make_split(manifest_path, out_path, factors, settings: dict) -> pd.DataFrame:
+def make_split(manifest_path, out_path, factors, settings: dict, *, section: str = "latent",
+               labels_key: str = "latent.factors", use: str = "decoding") -> pd.DataFrame:
+    """The train / val / test split of a study's first job, which also checks the labels it names: each is a
+    label of the manifest with at least two values (errors name ``labels_key``, and ``section``.split for
+    the fractions). Study 2 calls it with section metamers and labels_key metamers.label."""
+    from audioprobe.config import check_labels
     from audioprobe.datasets.manifest import read_manifest
 
-    split = split_groups(read_manifest(manifest_path), factors, val_fraction=settings["val_fraction"],
-                         test_fraction=settings["test_fraction"], seed=settings["seed"])
+    clips = read_manifest(manifest_path)
+    check_labels(clips, factors, labels_key, manifest_path, use=use)
+    split = split_groups(clips, factors, val_fraction=settings["val_fraction"],
+                         test_fraction=settings["test_fraction"], seed=settings["seed"], labels_key=labels_key,
+                         split_key=f"{section}.split")
     counts = split.groupby("split")["group"].nunique().to_dict()
     log.info("recording groups per split: %s", counts)
     write_csv(out_path, split, config={"factors": factors, **settings})
@@ -104,9 +112,9 @@ def project_folds(layer_path, folds_path, out_path, *, components: int, seed: in
 
 
 def projected(path) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
-    import h5py
+    from audioprobe.io.store import open_h5
 
-    with h5py.File(path, "r") as file, LayerFile(path) as meta:
+    with open_h5(path) as file, LayerFile(path) as meta:
         return file["projected"][()], meta.clip_ids, meta.labels
 
 
@@ -257,9 +265,9 @@ def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors
 
 
 def latents_of(path):
-    import h5py
+    from audioprobe.io.store import open_h5
 
-    with h5py.File(path, "r") as file, LayerFile(path) as meta:
+    with open_h5(path) as file, LayerFile(path) as meta:
         return file["latents"][()], meta.clip_ids, meta.labels, meta.attrs["config"]
 
 
@@ -374,9 +382,10 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
 
     from audioprobe import models
     from audioprobe.io.atomic import atomic_path
+    from audioprobe.io.store import open_h5
 
     network = models.load(model_name, model_config, weights, threads=threads)
-    with h5py.File(edited_path, "r") as edited, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    with open_h5(edited_path) as edited, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         layer = edited.attrs["layer"]
         for key, value in edited.attrs.items():
             out.attrs[key] = value
@@ -394,22 +403,21 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
 
 
 def file_config(path) -> str:
-    import h5py
+    from audioprobe.io.store import open_h5
 
-    with h5py.File(path, "r") as file:
+    with open_h5(path) as file:
         return file.attrs["config"]
 
 
 def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
     """Distances per pair, then the paired tests over M's recordings (each recording's mean distance per
     reference x condition; n = recordings), corrected over all comparisons, and Figure 2 from the same."""
-    import h5py
-
+    from audioprobe.io.store import open_h5
     from audioprobe.latent import transfer
     from audioprobe.plots import plot_transfer
 
     tables, matched = [], {}
-    with h5py.File(outputs_path, "r") as file:
+    with open_h5(outputs_path) as file:
         layer = file.attrs["layer"]
         for factor in file:
             if "group_m" not in file[factor]:

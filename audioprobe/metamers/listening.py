@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from audioprobe.io.atomic import write_csv, write_json, write_text
+from audioprobe.io.atomic import check_inside_results, write_csv, write_json, write_text
 
 NATURAL = "natural"
 REQUIRED_COLUMNS = ("clip_id", "word", "model", "layer", "path", "passed")
@@ -306,6 +306,7 @@ def _conditions(frame) -> list[tuple[str, str]]:
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename the finished folder onto ``out_dir``; an old folder is moved aside first and then removed."""
+    check_inside_results(out_dir)
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.datasets.manifest import load_clip, read_manifest
-from audioprobe.io.atomic import atomic_path, read_csv, write_csv
-from audioprobe.io.store import STRING
+from audioprobe.io.atomic import atomic_path, check_inside_results, read_csv, write_csv
+from audioprobe.io.store import STRING, open_h5
 from audioprobe.latent.split import class_codes, split_masks
 from audioprobe.models.base import RELU_GRADIENTS
 
@@ -47,7 +47,7 @@ def keyword_waveforms(manifest_path, root, out_path, *, clip_seconds: float, lab
 
 
 def read_waveforms(path) -> dict:
-    with h5py.File(path, "r") as file:
+    with open_h5(path) as file:
         return {"waveforms": file["waveforms"][()], "silent": file["silent"][()], "clipped": file["clipped"][()],
                 **{k: [v.decode() if isinstance(v, bytes) else v for v in file[k][()]]
                    for k in ("clip_id", "word", "group")}}
@@ -224,7 +224,7 @@ def synthesise_step(inputs, out_path, *, network: dict, synthesis_settings: dict
 
 
 def read_metamers(path) -> dict:
-    with h5py.File(path, "r") as file:
+    with open_h5(path) as file:
         strings = {k: [v.decode() if isinstance(v, bytes) else v for v in file[k][()]]
                    for k in ("clip_id", "word", "layers")}
         return {"metamers": file["metamers"][()], "loss": file["loss"][()], "targets": file["targets"][()],
@@ -289,6 +289,7 @@ def validate_step(inputs, outputs, *, network: dict, null: dict, net_name: str, 
                     zip(table["layer"], table["clip_id"], table["diverged"])]
     shutil.rmtree(folder, ignore_errors=True)
     import os
+    check_inside_results(folder)
     os.replace(tmp_folder, folder)
     record = {"network": network, "null": null}
     write_csv(outputs.null, pd.concat(nulls, ignore_index=True), config=record)

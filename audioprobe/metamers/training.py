@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audioprobe.io.atomic import check_inside_results, replace_checked
+
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -216,6 +218,7 @@ def save_weights(model, path) -> Path:
     path = Path(path)
     if not path.name.endswith(WEIGHTS_SUFFIX):
         raise ValueError(f"weights file {path} must end in {WEIGHTS_SUFFIX}")
+    check_inside_results(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-len(WEIGHTS_SUFFIX)]}.", suffix=".part" + WEIGHTS_SUFFIX,
                                dir=path.parent)
@@ -230,7 +233,7 @@ def save_weights(model, path) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        replace_checked(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -240,9 +243,9 @@ def save_weights(model, path) -> Path:
 
 def saved_description(path) -> dict | None:
     """The ``audioprobe_classifier`` attribute of a weights file (None if it has none)."""
-    import h5py
+    from audioprobe.io.store import open_h5
 
-    with h5py.File(path, "r") as handle:
+    with open_h5(path) as handle:
         value = handle.attrs.get(_ATTRS)
     if value is None:
         return None

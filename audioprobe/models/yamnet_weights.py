@@ -2,8 +2,9 @@
 
 Sources:
 - the TF Hub / Kaggle TFLite export (``*.tflite``), whose conv kernels already have batch norm folded in;
-- the official Keras weights file (``yamnet.h5``) and TF Hub SavedModels, whose variables keep batch norm
-  apart: it is folded here, with YAMNet's epsilon of 1e-4.
+- the official Keras weights file (``yamnet.h5``), local SavedModel folders (read with
+  ``tf.saved_model.load``) and TF Hub handles (http(s) URLs, fetched with ``tensorflow_hub``), whose
+  variables keep batch norm apart: it is folded here, with YAMNet's epsilon of 1e-4.
 
 The result is a :class:`YamnetWeights`: ``layers[i]`` holds the folded parts of conv layer ``i + 1``
 (``conv`` for layer 1; ``depthwise`` and ``pointwise`` for layers 2 to 14), ``logits`` the dense head.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from audioprobe.io.download import sha256_of
+from audioprobe.models import WEIGHT_FILE_SUFFIXES, is_hub_handle, weights_problem
 
 # (kind, stride, filters) for YAMNet's 14 conv layers, from the reference implementation.
 LAYER_DEFS = [("conv", 2, 32), ("separable", 1, 64), ("separable", 2, 128), ("separable", 1, 128),
@@ -66,27 +69,37 @@ def _expect(array, shape, name, source):
         raise ValueError(f"{source}: {name} kernel has shape {tuple(array.shape)}, expected {shape}")
 
 
-def load_weights(source: str) -> YamnetWeights:
-    """Weights from a ``.tflite`` file, a Keras ``.h5`` file, or a TF Hub handle / SavedModel folder."""
+def load_weights(source, config_key: str = "models.yamnet.weights") -> YamnetWeights:
+    """Weights from a ``.tflite`` file, a Keras ``.h5`` file, a SavedModel folder or a TF Hub handle (URL).
+
+    Anything else (a missing folder, a file with another suffix such as ``yamnet.tflit``) is a
+    :class:`MissingWeights` naming ``config_key`` and the accepted forms.
+    """
+    source = str(source)
     path = Path(source)
-    if path.suffix == ".tflite":
-        _require_file(path)
+    if is_hub_handle(source):
+        weights = from_hub(source, config_key=config_key)
+    elif path.suffix == ".tflite":
+        _require_file(path, config_key)
         weights = from_tflite(path)
-    elif path.suffix in (".h5", ".hdf5"):
-        _require_file(path)
+    elif path.suffix in WEIGHT_FILE_SUFFIXES:
+        _require_file(path, config_key)
         weights = from_variables(_h5_variables(path), source=str(path))
         weights.sha256 = sha256_of(path)
+    elif (path / "saved_model.pb").is_file():
+        weights = from_saved_model(path)
     else:
-        weights = from_hub(source)
+        raise MissingWeights(weights_problem(source, config_key) or f"{config_key}: {source} is not YAMNet weights")
     return weights.check()
 
 
-def _require_file(path: Path) -> None:
+def _require_file(path: Path, config_key: str = "models.yamnet.weights") -> None:
     if not path.is_file():
         raise MissingWeights(
             f"YAMNet weights not found at {path}. Run the workflow with network access once so the rule "
-            "download_yamnet fetches them into resources/models/yamnet/, or set models.yamnet.weights in your "
-            "config to a local yamnet.tflite (TF Hub / Kaggle export) or yamnet.h5 (Keras weights).")
+            f"download_yamnet fetches them into resources/models/yamnet/, or set {config_key} in your "
+            "config to a local yamnet.tflite (TF Hub / Kaggle export), yamnet.h5 (Keras weights) or SavedModel "
+            "folder.")
 
 
 # --- TFLite ---------------------------------------------------------------------------------------------
@@ -189,24 +202,62 @@ _DENSE = re.compile(r"(dense|logits)[^/]*/(kernel|bias)(:0)?$")
 def _h5_variables(path) -> dict[str, np.ndarray]:
     import h5py
 
+    from audioprobe.io.store import open_h5
+
     out = {}
-    with h5py.File(path, "r") as file:
+    with open_h5(path) as file:
         file.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
     return out
 
 
-def from_hub(handle: str) -> YamnetWeights:
-    """Weights from a TF Hub handle or a local SavedModel folder (loading a remote handle needs the network)."""
-    import tensorflow_hub as hub
+def import_hub():
+    """``tensorflow_hub``, or an ImportError that says what to install (it imports setuptools' pkg_resources)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import tensorflow_hub as hub
+    except ImportError as err:
+        raise ImportError(
+            f"tensorflow_hub cannot be imported ({err}). It needs setuptools' pkg_resources, which setuptools 81 "
+            "removed: run ./setup.sh again, or pip install 'tensorflow-hub==0.16.1' 'setuptools>=77.0.3,<81'. "
+            "A local SavedModel folder, .tflite or .h5 file needs no tensorflow_hub.") from err
+    return hub
 
+
+def from_hub(handle: str, config_key: str = "models.yamnet.weights") -> YamnetWeights:
+    """Weights from a TF Hub handle (an http(s) URL; fetching it needs the network, then hub's cache holds it)."""
+    hub = import_hub()
     try:
         model = hub.load(handle)
     except Exception as err:
         raise MissingWeights(
-            f"could not load YAMNet from TF Hub handle {handle!r} ({type(err).__name__}: {err}). Offline, set "
-            "models.yamnet.weights to a local yamnet.tflite or yamnet.h5 file.") from err
-    variables = {v.name: v.numpy() for v in model.variables}
-    weights = from_variables(variables, source=handle)
+            f"{config_key}: could not load YAMNet from TF Hub handle {handle!r} ({type(err).__name__}: {err}). "
+            f"Offline, set {config_key} to a local yamnet.tflite or yamnet.h5 file or SavedModel folder.") from err
+    return _from_saved_object(model, handle)
+
+
+def from_saved_model(path) -> YamnetWeights:
+    """Weights from a local SavedModel folder (one holding ``saved_model.pb``), without tensorflow_hub."""
+    import tensorflow as tf
+
+    try:
+        model = tf.saved_model.load(str(path))
+    except Exception as err:
+        raise ValueError(f"{path}: could not load the SavedModel ({type(err).__name__}: {err})") from err
+    return _from_saved_object(model, str(path))
+
+
+def _from_saved_object(model, source: str) -> YamnetWeights:
+    """Fold the variables of a loaded SavedModel; its sha256 is that of the sorted names and values."""
+    import tensorflow as tf
+
+    variables = {}
+    for variable in tf.train.TrackableView(model).descendants():
+        if isinstance(variable, tf.Variable):
+            if variable.name in variables:
+                raise ValueError(f"{source}: two variables are named {variable.name}")
+            variables[variable.name] = variable.numpy()
+    weights = from_variables(variables, source=source)
     weights.sha256 = hashlib.sha256("".join(sorted(variables)).encode() +
                                     b"".join(variables[k].tobytes() for k in sorted(variables))).hexdigest()
     return weights

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import soundfile as sf
 
 from audioprobe.io import audio
 from tests.conftest import shared_path, tone
@@ -75,3 +76,64 @@ def test_real_ogg_and_float_stereo_recordings_decode():
     info = audio.probe(nut)
     assert info.channels == 2 and info.sample_rate == 44100
     assert audio.load_checked(nut, 16000).ndim == 1
+
+
+def cut(path, fraction=0.5):
+    """The file with its bytes after ``fraction`` removed, header intact (written next to it)."""
+    data = path.read_bytes()
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(data[:int(len(data) * fraction)])
+    return out
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_wav_cut_to_half_is_truncated_with_both_frame_counts(write_wav, subtype):
+    path = cut(write_wav("whole.wav", tone(1.0), subtype=subtype))
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(path)
+    assert err.value.reason == "truncated"
+    decoded = int(err.value.detail.split()[1])
+    assert 7900 < decoded < 8000 and err.value.detail.endswith("of 16000 frames the header declares")
+    with pytest.raises(audio.BadAudio, match="truncated"):
+        audio.load_checked(path, 16000)  # the whole file: checked the same way
+
+
+def write_mp3(tmp_path, name="tone.mp3", seconds=2.0):
+    path = tmp_path / name
+    sf.write(path, tone(seconds), 16000, format="MP3")
+    return path
+
+
+def test_a_truncated_mp3_is_decoded_to_the_end_and_rejected(tmp_path):
+    whole = write_mp3(tmp_path)
+    assert audio.decode(whole)[0].shape == (32000, 1)
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(cut(whole))
+    assert err.value.reason == "truncated" and err.value.detail.endswith("of 32000 frames the header declares")
+    assert int(err.value.detail.split()[1]) < 20000
+
+
+def test_a_garbled_mp3_is_rejected(tmp_path):
+    whole = write_mp3(tmp_path)
+    data = bytearray(whole.read_bytes())
+    middle, span = len(data) // 2, len(data) // 10
+    data[middle:middle + span] = np.random.default_rng(0).integers(0, 256, span, dtype=np.uint8).tobytes()
+    garbled = tmp_path / "garbled.mp3"
+    garbled.write_bytes(bytes(data))
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(garbled)
+    assert err.value.reason == "truncated" and "of 32000 frames the header declares" in err.value.detail
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG"])
+def test_flac_and_ogg_cut_to_half_are_rejected_too(tmp_path, fmt):
+    path = tmp_path / f"tone.{fmt.lower()}"
+    sf.write(path, tone(2.0), 16000, format=fmt)
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(cut(path))
+    assert err.value.reason in ("unreadable", "truncated") and "cut_tone" in str(err.value)
+
+
+def test_peak_is_the_largest_absolute_sample(write_wav):
+    data, _ = audio.decode(write_wav("loud.wav", tone(0.5) * -660, subtype="FLOAT"))
+    assert audio.peak(data) == pytest.approx(330, rel=1e-4)

@@ -5,4 +5,4 @@ from audioprobe.workflow import setup
 
 log = setup(snakemake)
 build_manifest(snakemake.params.root, snakemake.params.settings, snakemake.output.manifest,
-               snakemake.output.rejected, log=log)
+               snakemake.output.rejected, log=log, name=snakemake.wildcards.dataset)

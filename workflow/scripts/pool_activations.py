@@ -5,5 +5,7 @@ from audioprobe.workflow import setup
 
 setup(snakemake)
 pool = snakemake.params.pool
+layer_shape = activations.model_layer_shape(snakemake.params.model, snakemake.wildcards.layer,
+                                            snakemake.params.clip_seconds)
 activations.pool(snakemake.input[0], snakemake.output[0], axes=pool["axes"], stat=pool["stat"],
-                 attrs={"pool_config": pool})
+                 attrs={"pool_config": pool}, layer_shape=layer_shape)
