@@ -1,4 +1,7 @@
+import importlib
 import os
+import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +12,26 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("AUDIOPROBE_SHARED", REPO.parent / "shared"))
 
 
+def unavailable(message: str):
+    """Something a test needs is missing: skip on a user's machine, fail in CI (CI set), where it must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require(module: str):
+    """Import ``module`` for a test, or skip (fail in CI): ./setup.sh installs every optional framework."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        unavailable(f"{module} cannot be imported ({err}); ./setup.sh installs it")
+
+
 def shared_path(*parts) -> Path:
     """A file under ../shared/: tests that need it fail in CI when it is missing, and skip elsewhere."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        message = f"{path} is missing (set AUDIOPROBE_SHARED to the shared folder)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{path} is missing (set AUDIOPROBE_SHARED to the shared folder)")
     return path
 
 
@@ -40,3 +55,45 @@ def tone(seconds=1.0, rate=16000, freq=440.0, channels=1):
     t = np.arange(int(seconds * rate)) / rate
     mono = 0.5 * np.sin(2 * np.pi * freq * t)
     return mono if channels == 1 else np.stack([mono] * channels, axis=1)
+
+
+# --- finished workflow runs, shared by the whole session ------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def second_run(tmp_path_factory, yamnet_tflite):
+    """Another clean tiny run for the determinism test, in the background with a random PYTHONHASHSEED (as
+    users run it). ``tiny_run`` starts it first when the session holds a test that asks for it, so the two
+    runs share the two cores. Call the fixture's value to wait for the run's folder."""
+    from tests import snakemake_cli
+
+    workdir = tmp_path_factory.mktemp("second")
+    log = workdir.parent / f"{workdir.name}.log"
+    process = snakemake_cli.start(workdir, log=log, hash_seed="random", weights=yamnet_tflite)
+
+    def finished() -> Path:
+        snakemake_cli.finish(process, log)
+        return workdir
+
+    yield finished
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(request, tmp_path_factory, yamnet_tflite) -> Path:
+    """The tiny config (tests/configs/tiny.yaml, all three studies) run once per session in a fresh folder.
+    Tests only read it: a test that adds or changes files works on ``copy_run(tiny_run, ...)``."""
+    from tests import snakemake_cli
+
+    if any("second_run" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("second_run")
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake_cli.run(workdir, weights=yamnet_tflite)
+    return workdir
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a finished run (results and Snakemake's records) that a test may change."""
+    shutil.copytree(run, destination, symlinks=True)
+    return destination

@@ -5,7 +5,9 @@ Tables 2 and 3 layer by layer, the matched-size control, and FakeReLU at matched
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from tests.conftest import require
+
+tf = require("tensorflow")
 
 from audioprobe.metamers import architectures as A  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from tests.conftest import shared_path, tone
+from tests.conftest import require, shared_path, tone
 
 from audioprobe.dissect import captions
 from audioprobe.dissect.cache import TextCache
@@ -25,7 +25,7 @@ def quiet_log(*_):
 
 @pytest.fixture(scope="module")
 def yamnet(yamnet_tflite):
-    pytest.importorskip("tensorflow")
+    require("tensorflow")
     from audioprobe import models
 
     return models.load("yamnet", {"kind": "yamnet", "numerics": "float"}, str(yamnet_tflite))

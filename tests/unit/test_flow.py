@@ -3,8 +3,10 @@ import logging
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("nflows")
+from tests.conftest import require
+
+torch = require("torch")
+require("nflows")
 
 from audioprobe.latent import flow as F  # noqa: E402
 

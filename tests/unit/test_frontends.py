@@ -5,9 +5,11 @@ import inspect
 
 import numpy as np
 import pytest
+
+from tests.conftest import require
 from scipy.signal import chirp
 
-tf = pytest.importorskip("tensorflow")
+tf = require("tensorflow")
 
 from audioprobe.metamers import frontends as fe  # noqa: E402
 from audioprobe.metamers.frontends import (  # noqa: E402

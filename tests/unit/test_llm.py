@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.conftest import require
+
 from audioprobe import llm
 
 pytestmark = pytest.mark.llm
@@ -9,7 +11,7 @@ pytestmark = pytest.mark.llm
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    pytest.importorskip("llama_cpp")
+    require("llama_cpp")
     path = llm.default_gguf(tmp_path_factory.mktemp("gguf"))
     return llm.load(path, seed=0, context=512, threads=2)
 

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from tests.conftest import require
+
+tf = require("tensorflow")
 
 from audioprobe.metamers import architectures, synthesis, validation  # noqa: E402
 

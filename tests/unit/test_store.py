@@ -7,7 +7,7 @@ import pytest
 from audioprobe import activations
 from audioprobe.datasets import manifest, naming
 from audioprobe.io.store import LayerFile, LayerWriter
-from tests.conftest import tone
+from tests.conftest import require, tone
 
 
 def test_layer_files_appear_only_when_complete(tmp_path):
@@ -76,7 +76,7 @@ def test_summary_matches_numpy(tmp_path):
 
 @pytest.fixture(scope="module")
 def yamnet(yamnet_tflite):
-    pytest.importorskip("tensorflow")
+    require("tensorflow")
     from audioprobe import models
 
     return models.load("yamnet", {"kind": "yamnet"}, str(yamnet_tflite))

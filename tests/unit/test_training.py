@@ -6,7 +6,9 @@ import re
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from tests.conftest import require
+
+tf = require("tensorflow")
 
 from audioprobe.metamers import architectures as A  # noqa: E402
 from audioprobe.metamers import training as T  # noqa: E402

@@ -4,12 +4,13 @@ import h5py
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from tests.conftest import require, shared_path
+
+tf = require("tensorflow")
 
 from audioprobe.io import audio  # noqa: E402
 from audioprobe.models import yamnet_weights  # noqa: E402
 from audioprobe.models.yamnet import LAYERS, Yamnet, padded_length, patches_for  # noqa: E402
-from tests.conftest import shared_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")
