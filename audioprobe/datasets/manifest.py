@@ -28,7 +28,6 @@ from audioprobe.io import audio
 BASE_COLUMNS = ["clip_id", "path", "offset", "duration", "sample_rate", "channels", "group"]
 LABEL_PREFIX = "label_"
 REJECTED_COLUMNS = ["path", "reason", "detail"]
-CLIP_LEVELS = ("warn", "error", "normalise")
 FULL_SCALE = 1.0
 ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -42,13 +41,15 @@ class Source:
     """One audio file found under a dataset root, with its labels and recording group.
 
     ``rejection`` is ``(reason, detail)`` for a file already known to be unusable before it is read (a
-    missing label, a duplicated row, a FIFO, a link leaving the root): ingest records it like a bad file.
+    missing label, a FIFO, a link leaving the root): ingest records it like a bad file. ``origin`` is
+    ``(label table, line)`` for a source read from a label table, so that rejections can name the line.
     """
 
     path: str
     labels: dict[str, str]
     group: str
     rejection: tuple[str, str] | None = None
+    origin: tuple[str, int] | None = None
 
     @classmethod
     def rejected(cls, path: str, reason: str, detail: str) -> "Source":
@@ -61,18 +62,25 @@ class IngestResult:
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECTED_COLUMNS))
 
 
+def inside(root_real, path) -> bool:
+    """Whether ``path``, with every symbolic link resolved, is the folder ``root_real`` (a real path) or
+    lies under it."""
+    real, root_real = os.path.realpath(path), os.fspath(root_real)
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
 def safe_join(root, relative: str) -> Path:
     """``root / relative``, refusing absolute paths and paths that resolve outside ``root``."""
-    root_real = Path(os.path.realpath(root))
+    root_real = os.path.realpath(root)
     if os.path.isabs(relative):
         raise ManifestError(f"manifest path {relative!r} is absolute; paths must be relative to {root}")
-    full = Path(os.path.realpath(root_real / relative))
-    if full != root_real and root_real not in full.parents:
+    full = os.path.join(root_real, relative)
+    if not inside(root_real, full):
         raise ManifestError(f"manifest path {relative!r} leaves the data root {root}")
-    return full
+    return Path(os.path.realpath(full))
 
 
-def ingest(root, sources: list[Source], *, clip_seconds: float, hop_seconds: float | None,
+def ingest(root, sources: list[Source], *, clip_seconds: float, hop_seconds: float | None = None,
            min_seconds: float, on_bad_input: str, clip_level: str = "warn",
            dataset: str | None = None) -> IngestResult:
     """Check every source file and cut it into clips.
@@ -82,13 +90,12 @@ def ingest(root, sources: list[Source], *, clip_seconds: float, hop_seconds: flo
     raise (``on_bad_input='fail'``) or are listed in ``rejected`` (``'skip'``). Files peaking above 1.0
     are kept (``clip_level='warn'``), stop the ingest (``'error'``, whatever ``on_bad_input`` says), or
     are kept with a ``gain`` that scales them to peak 1.0 (``'normalise'``). ``dataset`` names the
-    config key in errors.
+    config key in errors. The config schema checks ``on_bad_input`` and ``clip_level`` (and gives their
+    defaults) before any job; they are not checked again here.
     """
-    _check_choice("on_bad_input", on_bad_input, ("fail", "skip"))
-    _check_choice("clip_level", clip_level, CLIP_LEVELS)
     if not sources:
         raise ManifestError(f"no audio files found under {root}")
-    sources = reject_duplicates(sources)
+    sources = reject_duplicates(root, sources)
     stems = clip_stems([s.path for s in sources])
     level_key = f"datasets.{dataset}.clip_level" if dataset else "clip_level"
     rows, rejected = [], []
@@ -109,11 +116,6 @@ def ingest(root, sources: list[Source], *, clip_seconds: float, hop_seconds: flo
     check_unique_ids(clips)
     rejected = sorted(rejected, key=lambda r: r["path"])
     return IngestResult(clips, pd.DataFrame(rejected, columns=REJECTED_COLUMNS))
-
-
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ManifestError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _read_source(root, source: Source, min_seconds: float) -> tuple[np.ndarray, audio.AudioInfo]:
@@ -137,16 +139,35 @@ def _raise_bad(source: Source, bad: audio.BadAudio):
                         f"list it in rejected.csv and go on") from None
 
 
-def reject_duplicates(sources: list[Source]) -> list[Source]:
-    """The first source of every path as it is; later ones (the same file listed again) as ``duplicate``."""
-    seen, out = set(), []
+def reject_duplicates(root, sources: list[Source]) -> list[Source]:
+    """Every file once: the first source that reaches a file is kept, later ones are rejected ``duplicate``.
+
+    Files are told apart by their real path under ``root``, so a row of the label table given again, and
+    a file reached a second time through a symbolic link (to it, or to a folder above it), are the same
+    case. Sources already rejected are passed on as they are, and do not count as the first.
+    """
+    first: dict[str, Source] = {}
+    out = []
     for source in sources:
-        key = os.path.normpath(source.path)
-        if key in seen and source.rejection is None:
-            source = Source.rejected(source.path, "duplicate", "the same file is listed twice")
-        seen.add(key)
+        if source.rejection is None:
+            key = os.path.realpath(os.path.join(root, source.path))
+            kept = first.setdefault(key, source)
+            if kept is not source:
+                source = Source.rejected(source.path, "duplicate", _duplicate_detail(source, kept))
         out.append(source)
     return out
+
+
+def _duplicate_detail(source: Source, kept: Source) -> str:
+    linked = os.path.normpath(source.path) != os.path.normpath(kept.path)
+    if source.origin and kept.origin:
+        table, line = source.origin
+        same = f"the same file as {kept.path!r} (via a symbolic link) on" if linked else "it again (first on"
+        close = "" if linked else ")"
+        return f"{table} line {line} lists {same} line {kept.origin[1]}{close}; delete one row"
+    if linked:
+        return f"the same file as {kept.path} (via a symbolic link), which is read instead"
+    return f"the same file as {kept.path}, listed again"
 
 
 @dataclass(frozen=True)
@@ -196,7 +217,8 @@ def clip_stems(paths: list[str]) -> dict[str, str]:
     with characters that have no ASCII form gets ``-`` and a short hash of its path (``猫.wav`` ->
     ``_-<hash>``). Paths whose stems still clash keep their extension when that tells them apart
     (``x.mp3``, ``x.ogg``); otherwise every clashing path whose stem had to be changed gets the hash
-    (``ä.wav`` -> ``a-<hash>`` beside ``a.wav``, which keeps ``a``).
+    (``ä.wav`` -> ``a-<hash>`` beside ``a.wav``, which keeps ``a``). The hash is of the path in Unicode
+    NFC form, so a name spelled decomposed (NFD, as macOS writes file names) gets the same id.
     """
     paths = sorted(set(paths))
     keep_extension, hashed = set(), set()
@@ -221,7 +243,7 @@ def _stem(path: str, keep_extension: bool, hashed: bool) -> str:
     ascii_text = "".join(c for c in text if not unicodedata.combining(c))
     stem = ID_UNSAFE.sub("_", ascii_text)
     if hashed or not ascii_text.isascii():
-        stem += "-" + hashlib.sha1(path.encode()).hexdigest()[:8]
+        stem += "-" + hashlib.sha1(unicodedata.normalize("NFC", path).encode()).hexdigest()[:8]
     return stem
 
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from audioprobe.datasets.manifest import ManifestError, Source, safe_join
+from audioprobe.datasets.manifest import ManifestError, Source, inside, safe_join
 from audioprobe.io.audio import BadAudio, is_audio_file, require_regular_file
 
 LATENTAUDIO_MATERIALS = {"W": "wood", "M": "metal", "G": "glass", "S": "stone", "C": "cardboard", "P": "plastic"}
@@ -36,12 +36,15 @@ def audio_files(root) -> list[str]:
 
 
 def find_audio(root) -> Found:
-    """Walk ``root`` without opening anything.
+    """Walk ``root`` without opening anything, following symbolic links that stay inside it.
 
-    FIFOs, sockets and devices named like audio, broken links, links to files outside the root, symbolic
-    links to folders outside the root and folders that cannot be listed are refused, and recorded.
-    Symbolic links to folders inside the root are not walked again: their files are found, once, under
-    their real paths.
+    Files under a linked folder are listed under the link's path (``dog/x.wav`` for ``dog -> _pool/v2``),
+    so labels taken from folder names use the link's name. A file reached by two paths is listed under
+    both; ingest keeps the first in sorted order and rejects the others as ``duplicate``
+    (:func:`manifest.reject_duplicates`). A link back to a folder being walked (a loop) is not followed:
+    its files are listed under that folder already. FIFOs, sockets and devices named like audio, broken
+    links, links to files or folders outside the root and folders that cannot be listed are refused, and
+    recorded.
     """
     root = Path(root)
     if not root.is_dir():
@@ -56,13 +59,21 @@ def find_audio(root) -> Found:
         rejected.append(Source.rejected(relative(err.filename), "unreadable",
                                         f"folder cannot be listed: {err.strerror}"))
 
-    for folder, folders, names in os.walk(root, onerror=unlistable):
-        for name in folders:
+    walking = {os.path.normpath(root): root_real}  # every folder on the current path -> its real path
+    for folder, folders, names in os.walk(root, onerror=unlistable, followlinks=True):
+        above = _real_path_chain(walking, folder, root)
+        followed = []
+        for name in sorted(folders):
             full = os.path.join(folder, name)
-            if os.path.islink(full) and not _inside(root_real, full):
+            real = os.path.realpath(full)
+            if os.path.islink(full) and not inside(root_real, full):
                 rejected.append(Source.rejected(relative(full), "outside_root",
-                                                f"symbolic link to the folder {os.path.realpath(full)}, outside "
-                                                f"the root; its files were not read"))
+                                                f"symbolic link to the folder {real}, outside the root; its "
+                                                f"files were not read"))
+            elif real not in above:  # a link back to a folder on the way here is a loop
+                walking[os.path.normpath(full)] = real
+                followed.append(name)
+        folders[:] = followed
         for name in filter(is_audio_file, names):
             full = os.path.join(folder, name)
             problem = _file_problem(root_real, full)
@@ -73,14 +84,19 @@ def find_audio(root) -> Found:
     return Found(sorted(files), sorted(rejected, key=lambda s: s.path))
 
 
-def _inside(root_real: str, full: str) -> bool:
-    real = os.path.realpath(full)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+def _real_path_chain(walking: dict[str, str], folder: str, root: Path) -> set[str]:
+    """The real paths of ``folder`` and of every folder above it up to ``root``."""
+    chain, path, top = set(), os.path.normpath(folder), os.path.normpath(root)
+    while True:
+        chain.add(walking[path])
+        if path == top:
+            return chain
+        path = os.path.dirname(path)
 
 
 def _file_problem(root_real: str, full: str) -> tuple[str, str] | None:
     """(reason, detail) for a name that must not be opened as audio, else None."""
-    if os.path.islink(full) and not _inside(root_real, full):
+    if os.path.islink(full) and not inside(root_real, full):
         return "outside_root", f"symbolic link to {os.path.realpath(full)}, outside the root"
     try:
         require_regular_file(full)
@@ -98,7 +114,8 @@ def sources(root, labels: dict) -> list[Source]:
 
 
 def from_csv(root, labels: dict) -> list[Source]:
-    """One source per row of the label table; empty label cells and repeated paths are rejected per row."""
+    """One source per row of the label table; rows with an empty cell are rejected per row (a row listing a
+    file again is found by ingest, :func:`manifest.reject_duplicates`, which names both lines)."""
     import pandas as pd
 
     table_path = safe_join(root, labels["csv"]) if not os.path.isabs(labels["csv"]) else Path(labels["csv"])
@@ -111,21 +128,19 @@ def from_csv(root, labels: dict) -> list[Source]:
     missing = [c for c in [path_column, *columns, group_column] if c and c not in table.columns]
     if missing:
         raise ManifestError(f"labels.csv {table_path} has no column {missing[0]!r}; it has {list(table.columns)}")
-    out, first_line = [], {}
+    out = []
     for index, row in enumerate(table.to_dict("records")):
-        line = index + 2  # the header is line 1
+        origin = (labels["csv"], index + 2)  # the header is line 1
         path = row[path_column]
         group = row[group_column] if group_column else path
-        source = Source(path, {c: row[c] for c in columns}, str(group))
-        key = os.path.normpath(path)
-        empty = [c for c in [path_column, *columns, group_column] if c and not row[c].strip()]
-        if key in first_line:
-            source = Source.rejected(path, "duplicate", f"{labels['csv']} line {line} lists it again "
-                                                        f"(first on line {first_line[key]}); delete one row")
+        source = Source(path, {c: row[c] for c in columns}, str(group), origin=origin)
+        empty = [c for c in [*columns, group_column] if c and not row[c].strip()]
+        if not path.strip():
+            source = Source.rejected(path, "missing_path", f"{origin[0]} line {origin[1]}: the path cell "
+                                                           f"(column {path_column!r}) is empty")
         elif empty:
-            source = Source.rejected(path, "missing_label", f"{labels['csv']} line {line}: column "
+            source = Source.rejected(path, "missing_label", f"{origin[0]} line {origin[1]}: column "
                                                             f"{empty[0]!r} is empty")
-        first_line.setdefault(key, line)
         out.append(source)
     return out
 
@@ -151,11 +166,11 @@ def from_speech_commands(root, labels: dict) -> list[Source]:
     out = list(found.rejected)
     for path in found.files:
         parts = Path(path).parts
+        if parts[0].startswith("_"):  # _background_noise_ and similar are not keywords
+            continue
         if len(parts) != 2:
             raise ManifestError(f"{path}: Speech Commands files sit one folder deep: <word>/<speaker>_nohash_<n>.wav")
         word, name = parts
-        if word.startswith("_"):  # _background_noise_ and similar are not keywords
-            continue
         speaker = name.split("_nohash_", 1)[0]
         out.append(Source(path, {"word": word}, speaker))
     return out

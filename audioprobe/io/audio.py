@@ -92,9 +92,12 @@ def read(path, start: float = 0.0, duration: float | None = None) -> tuple[np.nd
 def decode(path) -> tuple[np.ndarray, AudioInfo]:
     """Every frame of ``path`` as float32 [frames, channels], and its header.
 
-    Raises :class:`BadAudio` ``truncated`` when fewer frames decode than the header declares: a WAV cut
+    Raises :class:`BadAudio` ``truncated`` when fewer frames decode than the file declares: a WAV cut
     short (libsndfile itself only reports the frames the file still holds, so the RIFF header is read
-    here), or an MP3 whose stream ends early or is garbled (its Xing header gives the count).
+    here), an MP3 whose stream ends early or is garbled (its Xing/Info header gives the count, or without
+    one the frame headers do: see :func:`mpeg_frames`). An MP3 without such a header whose frames the
+    decoder does not all deliver is ``unreadable``: libsndfile stops at a length guessed from the first
+    frame's bitrate, which is too short for VBR.
     """
     info = probe(path)
     try:
@@ -103,9 +106,27 @@ def decode(path) -> tuple[np.ndarray, AudioInfo]:
             data = _read_to_end(handle)
     except Exception as err:
         raise BadAudio(path, "unreadable", str(err).strip() or type(err).__name__) from err
-    if declared is not None and data.shape[0] < declared:
+    if isinstance(declared, MpegFrames):
+        _check_mpeg(path, data.shape[0], declared)
+    elif declared is not None and data.shape[0] < declared:
         raise BadAudio(path, "truncated", f"decoded {data.shape[0]} of {declared} frames the header declares")
     return data, info
+
+
+def _check_mpeg(path, decoded: int, walked: "MpegFrames") -> None:
+    """Compare the frames decoded from an MP3 without a Xing/Info/VBRI header with its frame headers."""
+    counted = f"{walked.samples} frames counted from the MPEG frame headers"
+    if walked.cut_short:
+        raise BadAudio(path, "truncated", f"decoded {decoded} of {counted}; the last frame is cut short "
+                                          f"({walked.cut_short} bytes missing)")
+    if decoded >= walked.samples:
+        return
+    if walked.variable_bitrate:
+        raise BadAudio(path, "unreadable", f"decoded only {decoded} of {counted}: a VBR MP3 without a Xing/Info "
+                                           f"header, whose length libsndfile guesses from the first frame's "
+                                           f"bitrate and stops there; convert it to FLAC or WAV (or re-encode "
+                                           f"it with a Xing header) to use it")
+    raise BadAudio(path, "truncated", f"decoded {decoded} of {counted}")
 
 
 def _read_to_end(handle: sf.SoundFile) -> np.ndarray:
@@ -118,12 +139,19 @@ def _read_to_end(handle: sf.SoundFile) -> np.ndarray:
             return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def declared_frames(path, info: AudioInfo) -> int | None:
-    """Frames the file's header promises: the RIFF data chunk for WAV, libsndfile's count otherwise."""
+def declared_frames(path, info: AudioInfo) -> "int | MpegFrames | None":
+    """Frames the file promises: the RIFF data chunk for WAV; for an MP3 without a Xing/Info/VBRI header
+    (where libsndfile's count is a guess) the frame headers' count (:func:`mpeg_frames`); libsndfile's
+    count otherwise."""
     with open(path, "rb") as handle:
         head = handle.read(12)
         if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
             return _riff_data_frames(handle)
+        if head[:3] == b"ID3" or _mpeg_header(head, 0) is not None:
+            handle.seek(0)
+            walked = mpeg_frames(handle.read())
+            if walked is not None:
+                return walked
     return info.frames
 
 
@@ -142,6 +170,98 @@ def _riff_data_frames(handle) -> int | None:
             block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
         else:
             handle.seek(size + (size & 1), os.SEEK_CUR)
+
+
+# MPEG audio frame headers (ISO 11172-3, 13818-3 and the MPEG-2.5 extension): kbit/s by (MPEG-1?, layer)
+MPEG_BITRATES = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+MPEG_SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version
+VBR_TAGS = (b"Xing", b"Info", b"VBRI")
+
+
+@dataclass(frozen=True)
+class MpegFrames:
+    """What walking an MP3's frame headers found: ``samples`` per channel in its whole frames, the bytes
+    missing from a last frame cut short (0 if none), and whether the bitrate varies from frame to frame."""
+
+    samples: int
+    cut_short: int
+    variable_bitrate: bool
+
+
+def _mpeg_header(data: bytes, at: int) -> tuple[int, int, int] | None:
+    """(frame length in bytes, samples per frame, bitrate index) of a valid frame header at ``at``, else None.
+
+    Free-format streams (bitrate index 0) have no length in their header, and are not walked.
+    """
+    if at + 4 > len(data) or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (data[at + 1] >> 3) & 3, (data[at + 1] >> 1) & 3
+    bitrate_index, rate_index, padding = data[at + 2] >> 4, (data[at + 2] >> 2) & 3, (data[at + 2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    bits_per_second = MPEG_BITRATES[(mpeg1, layer)][bitrate_index] * 1000
+    rate = MPEG_SAMPLE_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bits_per_second // rate + padding) * 4, 384, bitrate_index
+    samples = 1152 if layer == 2 or mpeg1 else 576
+    return samples // 8 * bits_per_second // rate + padding, samples, bitrate_index
+
+
+def _id3v2_size(data: bytes) -> int:
+    """Bytes of an ID3v2 tag at the start of ``data`` (header, syncsafe size and optional footer), else 0."""
+    if len(data) < 10 or data[:3] != b"ID3":
+        return 0
+    size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+    return 10 + size + (10 if data[5] & 0x10 else 0)
+
+
+def mpeg_frames(data: bytes) -> MpegFrames | None:
+    """Count an MP3's samples from its frame headers; None when it has a Xing/Info/VBRI header (libsndfile
+    reads the count from that) or holds no frame that can be walked.
+
+    The walk skips an ID3v2 tag, then goes from frame to frame by the length each header gives. Bytes that
+    are not a frame (a damaged stretch, a trailing ID3v1 or APE tag) are skipped up to the next header
+    that is followed by another one, as a decoder resynchronises. A frame that ends past the end of the
+    file is not counted, and marks the file as cut short.
+    """
+    at, samples, bitrates, first, cut_short = _id3v2_size(data), 0, set(), True, 0
+    in_sync = False
+    while at < len(data):
+        header = _mpeg_header(data, at)
+        if header is None or not (in_sync or _confirmed(data, at, header[0])):
+            in_sync = False
+            at = data.find(b"\xff", at + 1)
+            if at < 0:
+                break
+            continue
+        length, per_frame, bitrate_index = header
+        if first:
+            if any(tag in data[at:at + min(length, 64)] for tag in VBR_TAGS):
+                return None
+            first = False
+        if at + length > len(data):
+            cut_short = at + length - len(data)
+            break
+        samples, in_sync = samples + per_frame, True
+        bitrates.add(bitrate_index)
+        at += length
+    if first:
+        return None
+    return MpegFrames(samples, cut_short, len(bitrates) > 1)
+
+
+def _confirmed(data: bytes, at: int, length: int) -> bool:
+    """Whether a header found by searching is real: its frame ends at the end of the data or at another header."""
+    end = at + length
+    return end == len(data) or _mpeg_header(data, end) is not None
 
 
 def peak(data: np.ndarray) -> float:

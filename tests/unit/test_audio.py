@@ -137,3 +137,73 @@ def test_flac_and_ogg_cut_to_half_are_rejected_too(tmp_path, fmt):
 def test_peak_is_the_largest_absolute_sample(write_wav):
     data, _ = audio.decode(write_wav("loud.wav", tone(0.5) * -660, subtype="FLOAT"))
     assert audio.peak(data) == pytest.approx(330, rel=1e-4)
+
+
+# --- MP3s without a Xing/Info header: the frame headers give the count ---------------------------------------
+
+MPEG2_LAYER3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+
+
+def without_first_frame(path):
+    """Remove the first frame, which holds the Xing/Info header (libsndfile writes 16-kHz MP3 as MPEG-2
+    layer III, frame length 72 * bitrate / rate + padding), as an encoder that writes none would leave it."""
+    data = path.read_bytes()
+    assert data[0] == 0xFF and data[1] & 0xFE == 0xF2, "not MPEG-2 layer III"
+    length = 72 * MPEG2_LAYER3_KBPS[data[2] >> 4] * 1000 // 16000 + (data[2] >> 1 & 1)
+    assert b"Xing" in data[:length] or b"Info" in data[:length]
+    path.write_bytes(data[length:])
+    return path
+
+
+def tone_then_noise(seconds=3.0):
+    """Half tone, half noise: a VBR encoder changes the bitrate between them."""
+    half = int(seconds * 16000) // 2
+    noise = 0.3 * np.random.default_rng(0).standard_normal(half)
+    return np.concatenate([tone(seconds)[:half], noise])
+
+
+def write_vbr_mp3(tmp_path, name="vbr.mp3"):
+    path = tmp_path / name
+    sf.write(path, tone_then_noise(), 16000, format="MP3", bitrate_mode="VARIABLE", compression_level=0.5)
+    return path
+
+
+def test_a_vbr_mp3_without_xing_header_that_libsndfile_reads_only_partly_is_not_accepted(tmp_path):
+    path = without_first_frame(write_vbr_mp3(tmp_path))
+    assert 0 < sf.info(path).frames < 40000  # libsndfile's guess from the first frame's bitrate
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(path)
+    assert err.value.reason == "unreadable"
+    decoded, walked = (int(word) for word in err.value.detail.split()[2:5:2])
+    assert decoded == sf.info(path).frames and walked >= 48000
+    assert err.value.detail.startswith(f"decoded only {decoded} of {walked} frames counted from the MPEG frame "
+                                       f"headers: a VBR MP3 without a Xing/Info header")
+    with pytest.raises(audio.BadAudio, match="unreadable"):
+        audio.load_checked(path, 16000)
+
+
+@pytest.mark.parametrize("id3", [False, True])
+def test_a_vbr_mp3_without_xing_header_cut_in_half_is_truncated(tmp_path, id3):
+    path = without_first_frame(write_vbr_mp3(tmp_path))
+    if id3:  # an ID3v2 tag in front (10-byte header, syncsafe size 30): the walk starts after it
+        path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x1e" + b"\x00" * 30 + path.read_bytes())
+    cut = cut_in_half_of(path)
+    with pytest.raises(audio.BadAudio) as err:
+        audio.decode(cut)
+    assert err.value.reason == "truncated"
+    decoded, walked = (int(word) for word in err.value.detail.split()[1:4:2])
+    assert decoded < walked and 24000 < walked < 48000  # more tone than noise frames fit in half the bytes
+    assert "frames counted from the MPEG frame headers; the last frame is cut short" in err.value.detail
+
+
+def cut_in_half_of(path):
+    out = path.with_name("half_" + path.name)
+    out.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    return out
+
+
+def test_a_cbr_mp3_without_info_header_is_read_whole(tmp_path):
+    path = tmp_path / "cbr.mp3"
+    sf.write(path, tone_then_noise(), 16000, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    data, info = audio.decode(without_first_frame(path))
+    assert data.shape[0] >= 48000 and info.frames == data.shape[0]

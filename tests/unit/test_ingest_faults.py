@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,14 @@ def test_an_empty_group_cell_is_a_missing_label_too(tmp_path, write_wav):
     assert rejections(rejected) == {"b.wav": ("missing_label", "labels.csv line 3: column 'source' is empty")}
 
 
+def test_an_empty_path_cell_is_a_missing_path_naming_the_line(tmp_path, write_wav):
+    options = labelled_folder(tmp_path, write_wav, ["a.wav,dog,s1", ",cat,s2"])
+    clips, rejected = build(tmp_path / "audio", tmp_path / "out", **options)
+    assert clips["path"].tolist() == ["a.wav"]
+    assert rejected["reason"].tolist() == ["missing_path"]
+    assert rejected["detail"].tolist() == ["labels.csv line 3: the path cell (column 'path') is empty"]
+
+
 def test_an_empty_label_cell_under_fail_names_the_table_the_file_and_the_column(tmp_path, write_wav):
     options = labelled_folder(tmp_path, write_wav, ["a.wav,dog,s1", "b.wav,,s2"])
     with pytest.raises(manifest.ManifestError) as err:
@@ -157,6 +166,20 @@ def test_accented_names_are_transliterated_and_clashes_get_a_hash(tmp_path, writ
     assert ids["猫.wav"].startswith("_-") and len(ids["猫.wav"]) == 10
 
 
+def test_a_name_spelled_nfd_as_macos_writes_it_gets_the_same_id_as_nfc(tmp_path, write_wav):
+    nfc, nfd = "\u00e4.wav", "a\u0308.wav"  # both spell ä.wav
+    assert nfc != nfd
+    assert manifest.clip_stems([nfc])[nfc] == manifest.clip_stems([nfd])[nfd]
+    assert manifest.clip_stems([nfc, "a.wav"])[nfc] == manifest.clip_stems([nfd, "a.wav"])[nfd]
+    ids = []
+    for folder, name in (("linux", nfc), ("macos", nfd)):
+        write_wav(f"{folder}/{name}", tone(1.0))
+        write_wav(f"{folder}/a.wav", tone(1.0))
+        clips, _ = build(tmp_path / folder, tmp_path / f"out-{folder}")
+        ids.append(sorted(clips["clip_id"]))
+    assert ids[0] == ids[1] and ids[0][0] == "a" and ids[0][1].startswith("a-")
+
+
 def test_files_differing_only_in_extension_keep_it(tmp_path, write_wav):
     write_wav("audio/x.wav", tone(1.0))
     sf.write(tmp_path / "audio" / "x.ogg", tone(1.0), 16000, format="OGG")
@@ -196,7 +219,7 @@ def test_the_same_source_given_twice_to_ingest_is_rejected_once(tmp_path, write_
     result = manifest.ingest(tmp_path, twice, clip_seconds=1.0, hop_seconds=None, min_seconds=0.1,
                              on_bad_input="skip")
     assert result.clips["clip_id"].tolist() == ["a"]
-    assert rejections(result.rejected) == {"./a.wav": ("duplicate", "the same file is listed twice")}
+    assert rejections(result.rejected) == {"./a.wav": ("duplicate", "the same file as a.wav, listed again")}
 
 
 # --- 4. FIFOs and symbolic links -------------------------------------------------------------------------
@@ -221,23 +244,69 @@ def test_a_fifo_listed_in_a_label_table_is_rejected_without_hanging(tmp_path, wr
     assert rejections(rejected)["pipe.wav"][0] == "not_regular_file"
 
 
-def test_symbolic_links_inside_the_root_are_read_once_and_outside_it_are_rejected(tmp_path, write_wav):
+def test_a_file_reached_by_a_link_and_by_its_own_path_is_read_once(tmp_path, write_wav):
+    write_wav("audio/real/a.wav", tone(1.0))
+    write_wav("audio/real/b.wav", tone(1.0))
+    os.symlink(tmp_path / "audio" / "real" / "a.wav", tmp_path / "audio" / "alias.wav")
+    os.symlink("a.wav", tmp_path / "audio" / "real" / "zz.wav")  # a relative link
+    clips, rejected = build(tmp_path / "audio", tmp_path / "out")
+    assert clips["path"].tolist() == ["alias.wav", "real/b.wav"]  # the first path in sorted order is kept
+    assert rejections(rejected) == {
+        "real/a.wav": ("duplicate", "the same file as alias.wav (via a symbolic link), which is read instead"),
+        "real/zz.wav": ("duplicate", "the same file as alias.wav (via a symbolic link), which is read instead")}
+
+
+def test_a_linked_folder_inside_the_root_is_followed_under_the_links_name(tmp_path, write_wav):
+    write_wav("audio/store/v2/x.wav", tone(1.0))
+    write_wav("audio/store/v2/y.wav", tone(1.0))
+    os.symlink(tmp_path / "audio" / "store" / "v2", tmp_path / "audio" / "dog")
+    os.symlink(tmp_path / "audio", tmp_path / "audio" / "store" / "v2" / "loop")  # back to the root
+    with deadline():
+        assert naming.audio_files(tmp_path / "audio") == ["dog/x.wav", "dog/y.wav", "store/v2/x.wav",
+                                                          "store/v2/y.wav"]
+        clips, rejected = build(tmp_path / "audio", tmp_path / "out")
+    assert dict(zip(clips["path"], clips["label_class"])) == {"dog/x.wav": "dog", "dog/y.wav": "dog"}
+    assert rejections(rejected) == {
+        f"store/v2/{name}": ("duplicate", f"the same file as dog/{name} (via a symbolic link), which is read "
+                                          f"instead") for name in ("x.wav", "y.wav")}
+
+
+def test_speech_commands_word_folders_may_be_links(tmp_path, write_wav):
+    for word in ("yes", "no"):
+        write_wav(f"sc/_pool/v2/{word}/spk1_nohash_0.wav", tone(1.0))
+        os.symlink(tmp_path / "sc" / "_pool" / "v2" / word, tmp_path / "sc" / word)
+    sources = naming.sources(tmp_path / "sc", {"scheme": "speech-commands"})
+    assert [(s.path, s.labels, s.group) for s in sources] == [
+        ("no/spk1_nohash_0.wav", {"word": "no"}, "spk1"), ("yes/spk1_nohash_0.wav", {"word": "yes"}, "spk1")]
+    result = manifest.ingest(tmp_path / "sc", sources, clip_seconds=1.0, min_seconds=0.1, on_bad_input="fail")
+    assert result.clips["label_word"].tolist() == ["no", "yes"] and result.rejected.empty
+
+
+def test_links_leaving_the_root_are_rejected_and_loops_end(tmp_path, write_wav):
     write_wav("audio/real/a.wav", tone(1.0))
     write_wav("elsewhere/b.wav", tone(1.0))
-    os.symlink(tmp_path / "audio" / "real", tmp_path / "audio" / "alias")
     os.symlink(tmp_path / "audio", tmp_path / "audio" / "real" / "loop")
     os.symlink(tmp_path / "elsewhere", tmp_path / "audio" / "away")
     os.symlink(tmp_path / "elsewhere" / "b.wav", tmp_path / "audio" / "real" / "b.wav")
     with deadline():
         clips, rejected = build(tmp_path / "audio", tmp_path / "out")
     assert clips["path"].tolist() == ["real/a.wav"]
-    found = rejections(rejected)
-    assert set(found) == {"away", "real/b.wav"}
-    assert found["away"] == ("outside_root", f"symbolic link to the folder {tmp_path / 'elsewhere'}, outside the "
-                                             f"root; its files were not read")
-    assert found["real/b.wav"] == ("outside_root", f"symbolic link to {tmp_path / 'elsewhere' / 'b.wav'}, "
-                                                   f"outside the root")
+    assert rejections(rejected) == {
+        "away": ("outside_root", f"symbolic link to the folder {tmp_path / 'elsewhere'}, outside the root; its "
+                                 f"files were not read"),
+        "real/b.wav": ("outside_root", f"symbolic link to {tmp_path / 'elsewhere' / 'b.wav'}, outside the root")}
     assert naming.audio_files(tmp_path / "audio") == ["real/a.wav"]
+
+
+def test_a_label_table_row_naming_a_file_again_through_a_link_is_a_duplicate_naming_both_lines(tmp_path,
+                                                                                                  write_wav):
+    options = labelled_folder(tmp_path, write_wav, ["a.wav,dog,s1", "b.wav,cat,s2", "alias.wav,dog,s3"])
+    os.symlink("a.wav", tmp_path / "audio" / "alias.wav")
+    clips, rejected = build(tmp_path / "audio", tmp_path / "out", **options)
+    assert clips["path"].tolist() == ["a.wav", "b.wav"]
+    assert rejections(rejected) == {"alias.wav": (
+        "duplicate", "labels.csv line 4 lists the same file as 'a.wav' (via a symbolic link) on line 2; delete "
+                     "one row")}
 
 
 def test_a_label_table_row_leaving_the_root_is_rejected_under_skip(tmp_path, write_wav):
@@ -288,7 +357,17 @@ def test_a_float_wav_peaking_at_330_is_scaled_to_peak_one_under_normalise(tmp_pa
     assert np.abs(quiet).max() == pytest.approx(0.5, abs=1e-3)
 
 
-def test_an_unknown_clip_level_is_an_error_naming_the_choices(tmp_path, write_wav):
-    write_wav("audio/a/x.wav", tone(1.0))
-    with pytest.raises(manifest.ManifestError, match="clip_level must be one of warn, error, normalise"):
-        build(tmp_path / "audio", tmp_path / "out", clip_level="loud")
+def test_an_unknown_clip_level_is_refused_by_the_schema_naming_the_key_and_warn_is_its_default():
+    """The schema is the one place that knows the choices and the default; ingest does not check again."""
+    import yaml
+
+    from audioprobe import config
+
+    schema = config.load_schema()
+    default = yaml.safe_load((Path(__file__).resolve().parents[2] / "config.yaml").read_text())
+    assert "clip_level" not in default["datasets"]["maas-synth"]
+    assert config.fill_defaults(default, schema)["datasets"]["maas-synth"]["clip_level"] == "warn"
+    default["datasets"]["maas-synth"]["clip_level"] = "loud"
+    with pytest.raises(config.ConfigError, match=r"^datasets\.maas-synth\.clip_level: 'loud' is not one of "
+                                                 r"\['warn', 'error', 'normalise'\]"):
+        config.check_schema(default, schema)
