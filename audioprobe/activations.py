@@ -41,7 +41,15 @@ def model_layer_shape(model_config: dict, layer: str, clip_seconds: float) -> tu
 
 def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_seconds: float,
             batch_size: int = 32, dtype: str = "float32", compression: str = "gzip", attrs: dict | None = None):
-    """Write one HDF5 file per layer (``outputs``: layer -> path) for every clip of the manifest."""
+    """Write one HDF5 file per layer (``outputs``: layer -> path) for every clip of the manifest.
+
+    ``attrs["config"]`` must record the model's config (with its ``kind``) and ``clip_seconds``: every reader
+    of a layer file (:class:`LayerFile`) checks its shape against them and refuses a file without them."""
+    record = (attrs or {}).get("config")
+    if not (isinstance(record, dict) and isinstance(record.get("model"), dict)
+            and isinstance(record["model"].get("kind"), str) and record.get("clip_seconds") == clip_seconds):
+        raise ValueError(f"extract: attrs['config'] must record the model's config with its kind and clip_seconds "
+                         f"({clip_seconds}); readers refuse a layer file without them (got {record!r})")
     layers = model.check_layers(list(outputs))
     samples = clip_samples(clip_seconds, model.sample_rate)
     writers = {layer: LayerWriter(path, len(clips), model.layer_shape(layer, samples), dtype=dtype,
@@ -105,8 +113,9 @@ def summarise(layer_paths: dict[str, str]) -> pd.DataFrame:
             if first is None:
                 first = (path, file.clip_ids)
             elif file.clip_ids != first[1]:
-                raise ValueError(f"{path} and {first[0]} list different clips ({data.shape[0]} and "
-                                 f"{len(first[1])}); the layers of one extraction list the same: rerun it")
+                where = _first_difference(file.clip_ids, first[1])
+                raise ValueError(f"{path} and {first[0]} list different clips ({where}); the layers of one "
+                                 "extraction list the same clips in the same order: rerun it")
             total, squares, zeros, count = 0.0, 0.0, 0, 0
             for i in range(0, data.shape[0], 64):
                 block = data[i:i + 64].astype(np.float64)
@@ -120,3 +129,14 @@ def summarise(layer_paths: dict[str, str]) -> pd.DataFrame:
                          "std": float(np.sqrt(max(squares / count - mean ** 2, 0.0))) if count else float("nan"),
                          "fraction_zero": zeros / count if count else float("nan")})
     return pd.DataFrame(rows)
+
+
+def _first_difference(ids: list[str], reference: list[str]) -> str:
+    """Where two lists of clip ids first differ: the index and both ids, or where the shorter one ends."""
+    for index, (one, other) in enumerate(zip(ids, reference)):
+        if one != other:
+            return f"clip {index} is {one!r} in the first and {other!r} in the second"
+    n = min(len(ids), len(reference))
+    longer = ids if len(ids) > n else reference
+    same = f", the same up to clip {n - 1}" if n else ""
+    return f"{len(ids)} and {len(reference)} clips{same}; clip {n} of the longer one is {longer[n]!r}"

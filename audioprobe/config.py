@@ -307,9 +307,11 @@ def check_schema(config: dict, schema: dict) -> None:
 # --- Study 2 references -----------------------------------------------------------------------------------
 
 
-def _null_hint(value) -> str:
-    return (" (--config reads a nested null as the string 'null': turn it off in a --configfile)"
-            if value == "null" else "")
+def null_hint(value, remedy: str = "turn it off in a --configfile") -> str:
+    """For a setting that is the text of a YAML null ('null', '~'...), a note that --config read a nested null
+    as that string, and ``remedy``; otherwise "". Used where a string is a valid type, so it is not coerced."""
+    return (f" (--config reads a nested null as the string {value!r}: {remedy})"
+            if isinstance(value, str) and value in _NULLS else "")
 
 
 def check_metamers(config: dict, layer_names) -> None:
@@ -321,7 +323,7 @@ def check_metamers(config: dict, layer_names) -> None:
     if dataset not in config["datasets"]:
         raise ConfigError(f"metamers.dataset: {dataset!r} is not under datasets (configured: "
                           f"{', '.join(config['datasets']) or 'none'}); name one of them, or null to turn Study 2 "
-                          f"off{_null_hint(dataset)}")
+                          f"off{null_hint(dataset)}")
     pretrained = metamers.get("yamnet", {})
     model, layers = pretrained.get("model"), pretrained.get("layers")
     if model is None or not layers:
@@ -329,7 +331,7 @@ def check_metamers(config: dict, layer_names) -> None:
     if model not in config["models"]:
         raise ConfigError(f"metamers.yamnet.model: {model!r} is not under models (configured: "
                           f"{', '.join(config['models']) or 'none'}); name one of them, or null to make no "
-                          f"pretrained-model metamers{_null_hint(model)}")
+                          f"pretrained-model metamers{null_hint(model)}")
     known = layer_names(config["models"][model]["kind"])
     unknown = [layer for layer in layers if layer not in known]
     if unknown:

@@ -23,6 +23,9 @@ rule latent_split:
         "results/benchmarks/latent_split/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
+    # The split checks the labels the study names: run it before the (long) extraction when both are ready,
+    # so that a wrong label stops the run before the extraction's work, not after it.
+    priority: 10
     resources:
         mem_mb=1000,
         runtime=10,

@@ -22,6 +22,9 @@ rule keyword_split:
         "results/benchmarks/keyword_split/{dataset}.tsv"
     conda:
         "../envs/tensorflow.yaml"
+    # The split checks the labels the study names: run it before the (long) extraction when both are ready,
+    # so that a wrong label stops the run before the extraction's work, not after it.
+    priority: 10
     resources:
         mem_mb=1000,
         runtime=10,

@@ -195,13 +195,27 @@ def _declared_shape(value) -> tuple[int, ...] | None:
         return None
 
 
-class LayerFile:
-    """Read access to a layer file (through :func:`open_h5`), checking that it is complete and consistent.
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    """A string dataset as Python strings (h5py returns UTF-8 strings as bytes)."""
+    return [value.decode() if isinstance(value, bytes) else value for value in dataset[()]]
 
-    On every open: ``/activations`` has one row per ``/clip_id`` and per ``/labels/<name>`` value, and its
-    per-clip shape is the ``layer_shape`` attribute; a layer file that records its model and clip length
-    (``config.model``, ``config.clip_seconds`` and ``layer``) holds that model's shape for that layer. A caller
-    that knows the run can also give ``layer_shape`` (per clip) and ``clips``.
+
+class NotExtractedError(ValueError):
+    """A file with ``/activations`` that lacks the records of the extraction which writes every layer file."""
+
+
+class LayerFile:
+    """Read access to an HDF5 output (through :func:`open_h5`), checking that it is complete and consistent.
+
+    Layer files (``/activations``, from the extraction or pooled from it) and the other outputs with a
+    ``/clip_id`` index (projections, latents, neuron and concept-score files) are all read through it. On
+    every open: every ``/activations``, ``/clip_id`` and ``/labels/<name>`` has one row per clip. A file with
+    ``/activations`` must also record the model, layer and clip length it was made with (``config.model.kind``,
+    ``config.clip_seconds`` and ``layer``, as the extraction writes them and pooling copies them), and its
+    per-clip shape must be what that model gives at that layer (pooled over the recorded axes, for a pooled
+    file) and its ``layer_shape`` attribute, where it has one: a file without those records was not made by
+    audioprobe and is refused (:class:`NotExtractedError`). A caller that knows the run can also give
+    ``layer_shape`` (per clip) and ``clips``.
     """
 
     def __init__(self, path, *, layer_shape=None, clips: int | None = None):
@@ -233,15 +247,15 @@ class LayerFile:
         if "activations" not in self.file:
             return
         shape = tuple(self.file["activations"].shape[1:])
-        expected = []
-        if "layer_shape" in self.file.attrs:
-            expected.append(("its layer_shape attribute", _declared_shape(self.file.attrs["layer_shape"])))
-        model = self._model_shape()
-        if model is not None:
-            expected.append(model)
-        if expected_shape is not None:
-            expected.append(("the run's layer shape", tuple(int(v) for v in expected_shape)))
-        for source, want in expected:
+
+        def expected():  # one at a time, so that the first disagreement is the one named
+            if "layer_shape" in self.file.attrs:
+                yield "its layer_shape attribute", _declared_shape(self.file.attrs["layer_shape"])
+            yield self._model_shape()
+            if expected_shape is not None:
+                yield "the run's layer shape", tuple(int(v) for v in expected_shape)
+
+        for source, want in expected():
             if want != shape:
                 raise ValueError(f"{self.path}: /activations has {'x'.join(map(str, shape)) or 'no'} values per clip, "
                                  f"but {source} is {'x'.join(map(str, want)) if want else want}: delete it and "
@@ -254,17 +268,28 @@ class LayerFile:
         return int(item.shape[0])
 
     def _model_shape(self):
-        """(description, per-clip shape) of the model, layer and clip length the file records, else None.
+        """(description, per-clip shape) of the model, layer and clip length the file records.
 
-        A pooled file (attribute ``pooled_axes``) holds the product of the model's shape over its kept axes."""
+        A pooled file (attribute ``pooled_axes``) holds the product of the model's shape over its kept axes.
+        A file that records none of them, or only some, is a :class:`NotExtractedError`: without them its
+        shape cannot be checked, and audioprobe's extraction always writes them."""
         attrs = self.attrs
         config, layer = attrs.get("config"), attrs.get("layer")
-        if not (isinstance(config, dict) and isinstance(config.get("model"), dict) and "clip_seconds" in config
-                and isinstance(layer, str)):
-            return None
+        missing = [name for name, present in (
+            ("config", isinstance(config, dict)),
+            ("config.model.kind", isinstance(config, dict) and isinstance(config.get("model"), dict)
+             and isinstance(config["model"].get("kind"), str)),
+            ("config.clip_seconds", isinstance(config, dict) and "clip_seconds" in config),
+            ("layer", isinstance(layer, str))) if not present]
+        if missing:
+            raise NotExtractedError(
+                f"{self.path}: it has /activations but no record of the model, layer and clip length they were "
+                f"made with (missing or malformed attributes: {', '.join(missing)}), so it was not made by "
+                "audioprobe's extraction and its shape cannot be checked: delete it and rerun the rule that makes "
+                "it (extract_activations_<model>, and pool_activations for a pooled file)")
         from audioprobe.activations import model_layer_shape
 
-        kind = config["model"].get("kind")
+        kind = config["model"]["kind"]
         try:
             want = model_layer_shape(config["model"], layer, float(config["clip_seconds"]))
             source = f"what {kind} gives at {layer} for {config['clip_seconds']} s clips"
@@ -273,7 +298,7 @@ class LayerFile:
                 kept = [names.index(name) for name in str(attrs.get("kept_axes", "")).split(",") if name]
                 want = (int(np.prod([want[i] for i in kept])),)
                 source += f" pooled over {attrs['pooled_axes']}"
-        except (ValueError, TypeError, KeyError, IndexError) as error:
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
             raise ValueError(f"{self.path}: its recorded model ({kind!r}), layer ({layer!r}), clip length "
                              f"({config['clip_seconds']!r}) or axes are not ones audioprobe knows: {error}") from error
         return source, want
@@ -289,8 +314,8 @@ class LayerFile:
         return self.file["activations"]
 
     def strings(self, name: str) -> list[str]:
-        """A string dataset as Python strings (h5py returns bytes)."""
-        return [v.decode() if isinstance(v, bytes) else v for v in self.file[name][()]]
+        """A string dataset as Python strings (see :func:`read_strings`)."""
+        return read_strings(self.file[name])
 
     @property
     def clip_ids(self) -> list[str]:

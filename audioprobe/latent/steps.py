@@ -112,10 +112,8 @@ def project_folds(layer_path, folds_path, out_path, *, components: int, seed: in
 
 
 def projected(path) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
-    from audioprobe.io.store import open_h5
-
-    with open_h5(path) as file, LayerFile(path) as meta:
-        return file["projected"][()], meta.clip_ids, meta.labels
+    with LayerFile(path) as stored:
+        return stored.file["projected"][()], stored.clip_ids, stored.labels
 
 
 def groups_of(split_path, clip_ids) -> np.ndarray:
@@ -265,10 +263,8 @@ def train_flow_step(projection_path, split_path, outputs, *, layer: str, factors
 
 
 def latents_of(path):
-    from audioprobe.io.store import open_h5
-
-    with open_h5(path) as file, LayerFile(path) as meta:
-        return file["latents"][()], meta.clip_ids, meta.labels, meta.attrs["config"]
+    with LayerFile(path) as stored:
+        return stored.file["latents"][()], stored.clip_ids, stored.labels, stored.attrs["config"]
 
 
 # --- Figure 1 and the manipulation check ---------------------------------------------------------------------

@@ -72,6 +72,10 @@ def build_package(stimuli: pd.DataFrame, out_dir, *, participants: int, catch_tr
     Returns the summary written to conditions.json, plus ``out_dir``.
     """
     out_dir = Path(out_dir)
+    # Before anything is resolved, created or copied: the package folder itself must be really inside results/
+    # (when it is under it), so that a symbolic link there cannot lead the temporary folder, the audio copies or
+    # the replaced old package outside.
+    check_inside_results(out_dir / "index.html")
     participants = _positive_int(participants, "participants")
     catch_trials = _non_negative_int(catch_trials, "catch_trials")
     seed = _non_negative_int(seed, "seed")
@@ -306,7 +310,7 @@ def _conditions(frame) -> list[tuple[str, str]]:
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename the finished folder onto ``out_dir``; an old folder is moved aside first and then removed."""
-    check_inside_results(out_dir)
+    check_inside_results(out_dir / "index.html")  # again, just before the rename (see build_package)
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return

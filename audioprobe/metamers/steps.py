@@ -11,7 +11,7 @@ import pandas as pd
 
 from audioprobe.datasets.manifest import load_clip, read_manifest
 from audioprobe.io.atomic import atomic_path, check_inside_results, read_csv, write_csv
-from audioprobe.io.store import STRING, open_h5
+from audioprobe.io.store import STRING, open_h5, read_strings
 from audioprobe.latent.split import class_codes, split_masks
 from audioprobe.models.base import RELU_GRADIENTS
 
@@ -49,8 +49,7 @@ def keyword_waveforms(manifest_path, root, out_path, *, clip_seconds: float, lab
 def read_waveforms(path) -> dict:
     with open_h5(path) as file:
         return {"waveforms": file["waveforms"][()], "silent": file["silent"][()], "clipped": file["clipped"][()],
-                **{k: [v.decode() if isinstance(v, bytes) else v for v in file[k][()]]
-                   for k in ("clip_id", "word", "group")}}
+                **{k: read_strings(file[k]) for k in ("clip_id", "word", "group")}}
 
 
 def choose_targets(data: dict, split_path, *, per_word: int, seed: int) -> pd.DataFrame:
@@ -225,8 +224,7 @@ def synthesise_step(inputs, out_path, *, network: dict, synthesis_settings: dict
 
 def read_metamers(path) -> dict:
     with open_h5(path) as file:
-        strings = {k: [v.decode() if isinstance(v, bytes) else v for v in file[k][()]]
-                   for k in ("clip_id", "word", "layers")}
+        strings = {k: read_strings(file[k]) for k in ("clip_id", "word", "layers")}
         return {"metamers": file["metamers"][()], "loss": file["loss"][()], "targets": file["targets"][()],
                 **strings}
 
@@ -244,7 +242,6 @@ def layer_activations(net, waves: np.ndarray, batch: int = 32) -> dict[str, np.n
 
 def validate_step(inputs, outputs, *, network: dict, null: dict, net_name: str, threads: int,
                   log: logging.Logger = log) -> None:
-    from audioprobe.io.audio import write_wav
     from audioprobe.metamers import validation
     from audioprobe.metamers.plots import plot_metamers
 
@@ -276,25 +273,40 @@ def validate_step(inputs, outputs, *, network: dict, null: dict, net_name: str, 
         tables.append(table)
         log.info("%s: %d of %d metamers pass", layer, table["passed"].sum(), len(table))
     table = pd.concat(tables, ignore_index=True)
-    folder = outputs.wavs
-    tmp_folder = f"{folder}.part"
+    write_wav_folder(outputs.wavs, made)
+    table["wav"] = [f"{layer}/{clip}.wav" if not diverged else "" for layer, clip, diverged in
+                    zip(table["layer"], table["clip_id"], table["diverged"])]
+    record = {"network": network, "null": null}
+    write_csv(outputs.null, pd.concat(nulls, ignore_index=True), config=record)
+    plot_metamers(made, net, outputs.figure, title=net_name)
+    write_csv(outputs.validation, table, config=record)
+
+
+def write_wav_folder(folder, made: dict) -> None:
+    """The targets (``natural/<clip>.wav``) and every metamer that did not diverge (``<layer>/<clip>.wav``) of
+    ``made`` (see :func:`read_metamers`) as a folder that appears whole: built in ``<folder>.part``, then
+    renamed onto ``folder``, whose old contents are removed.
+
+    Both folders are checked to be really inside ``results/`` before anything is removed or written, so a
+    symbolic link in a shared results folder cannot make the removal delete, or the writes land, outside it."""
+    import os
     import shutil
+
+    from audioprobe.io.audio import write_wav
+
+    folder = str(folder)
+    tmp_folder = f"{folder}.part"
+    for path in (folder, tmp_folder):  # the folders themselves, not only their parent, must stay inside
+        check_inside_results(os.path.join(path, "natural"))
     shutil.rmtree(tmp_folder, ignore_errors=True)
     for i, clip in enumerate(made["clip_id"]):
         write_wav(f"{tmp_folder}/natural/{clip}.wav", made["targets"][i], SAMPLE_RATE)
         for index, layer in enumerate(made["layers"]):
             if np.isfinite(made["metamers"][index, i]).all():
                 write_wav(f"{tmp_folder}/{layer}/{clip}.wav", _peak_safe(made["metamers"][index, i]), SAMPLE_RATE)
-    table["wav"] = [f"{layer}/{clip}.wav" if not diverged else "" for layer, clip, diverged in
-                    zip(table["layer"], table["clip_id"], table["diverged"])]
+    check_inside_results(os.path.join(folder, "natural"))  # again, just before the removal and the rename
     shutil.rmtree(folder, ignore_errors=True)
-    import os
-    check_inside_results(folder)
     os.replace(tmp_folder, folder)
-    record = {"network": network, "null": null}
-    write_csv(outputs.null, pd.concat(nulls, ignore_index=True), config=record)
-    plot_metamers(made, net, outputs.figure, title=net_name)
-    write_csv(outputs.validation, table, config=record)
 
 
 def _peak_safe(signal: np.ndarray) -> np.ndarray:

@@ -56,7 +56,11 @@ def weights_problem(value, config_key: str) -> str | None:
             return None
         problem = "is a folder without saved_model.pb, so not a SavedModel"
     else:
+        from audioprobe.config import null_hint
+
         problem = "does not exist" + ("" if path.is_absolute() else f" (relative to {os.getcwd()})")
+        problem += null_hint(value, "to let rule download_yamnet fetch the weights, set it to null in a "
+                                    "--configfile, or leave it out")
     return f"{config_key}: {value} {problem}. {config_key} takes {ACCEPTED_WEIGHTS}."
 
 
@@ -89,12 +93,14 @@ def load(name: str, model_config: dict, weights: str, threads: int | None = None
     from audioprobe.models.yamnet import Yamnet
     from audioprobe.models.yamnet_weights import load_weights
 
+    sha256 = None
     if _downloaded(model_config) and Path(weights).is_file():
         from audioprobe.io.download import verify_weights
 
-        verify_weights(weights, model_config["sha256"], f"models.{name}")
+        sha256 = verify_weights(weights, model_config["sha256"], f"models.{name}")  # the file is hashed once
     numerics = model_config.get("numerics", "float")
-    return Yamnet(load_weights(weights, f"models.{name}.weights"), name=name, threads=threads, numerics=numerics)
+    return Yamnet(load_weights(weights, f"models.{name}.weights", sha256=sha256), name=name, threads=threads,
+                  numerics=numerics)
 
 
 def _downloaded(model_config: dict) -> bool:

@@ -69,11 +69,12 @@ def _expect(array, shape, name, source):
         raise ValueError(f"{source}: {name} kernel has shape {tuple(array.shape)}, expected {shape}")
 
 
-def load_weights(source, config_key: str = "models.yamnet.weights") -> YamnetWeights:
+def load_weights(source, config_key: str = "models.yamnet.weights", *, sha256: str | None = None) -> YamnetWeights:
     """Weights from a ``.tflite`` file, a Keras ``.h5`` file, a SavedModel folder or a TF Hub handle (URL).
 
     Anything else (a missing folder, a file with another suffix such as ``yamnet.tflit``) is a
-    :class:`MissingWeights` naming ``config_key`` and the accepted forms.
+    :class:`MissingWeights` naming ``config_key`` and the accepted forms. ``sha256``: the file's digest when
+    the caller has just computed it (``models.load`` verifies downloaded weights), so it is not hashed again.
     """
     source = str(source)
     path = Path(source)
@@ -81,11 +82,11 @@ def load_weights(source, config_key: str = "models.yamnet.weights") -> YamnetWei
         weights = from_hub(source, config_key=config_key)
     elif path.suffix == ".tflite":
         _require_file(path, config_key)
-        weights = from_tflite(path)
+        weights = from_tflite(path, sha256=sha256)
     elif path.suffix in WEIGHT_FILE_SUFFIXES:
         _require_file(path, config_key)
         weights = from_variables(_h5_variables(path), source=str(path))
-        weights.sha256 = sha256_of(path)
+        weights.sha256 = sha256 or sha256_of(path)
     elif (path / "saved_model.pb").is_file():
         weights = from_saved_model(path)
     else:
@@ -104,7 +105,7 @@ def _require_file(path: Path, config_key: str = "models.yamnet.weights") -> None
 
 # --- TFLite ---------------------------------------------------------------------------------------------
 
-def from_tflite(path) -> YamnetWeights:
+def from_tflite(path, *, sha256: str | None = None) -> YamnetWeights:
     """Read the folded kernels and biases out of the TFLite flatbuffer, following its op graph.
 
     Tensor names in the export are unreliable (the converter merges names of ops that share constants),
@@ -112,6 +113,7 @@ def from_tflite(path) -> YamnetWeights:
     logits) and, for the conv stack, layer 1's CONV_2D then DEPTHWISE_CONV_2D and CONV_2D for each of
     layers 2 to 14. The export stores most kernels as int8 with one scale: they are dequantized for float
     use and also kept as integers so that ``numerics="tflite"`` can reproduce the interpreter exactly.
+    ``sha256``: the file's digest if already computed (else it is computed here).
     """
     import tensorflow as tf
 
@@ -146,7 +148,7 @@ def from_tflite(path) -> YamnetWeights:
     if [op["op_name"] for op in convs] != expected or len(dense) != 4:
         raise ValueError(f"{path}: not a YAMNet TFLite export (found {len(convs)} conv and {len(dense)} "
                          "fully connected ops, expected 27 and 4)")
-    weights = YamnetWeights(sha256=sha256_of(path), source=str(path))
+    weights = YamnetWeights(sha256=sha256 or sha256_of(path), source=str(path))
 
     def conv_layout(kernel):  # TFLite [out, h, w, in] and depthwise [1, h, w, ch] -> [h, w, in, out]
         return np.transpose(kernel, (1, 2, 3, 0))

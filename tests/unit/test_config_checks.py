@@ -155,6 +155,23 @@ def test_the_header_example_of_config_yaml_works():
     assert cfg["activations"]["batch_size"] == 16 and cfg["activations"]["runs"]
 
 
+def test_weights_null_given_with_config_arrives_as_text_and_the_error_says_so(tmp_path, monkeypatch):
+    """models.<name>.weights takes a path (a string) or null, so the string 'null' from --config is kept as a
+    path; the pre-run check (common.smk's check_weights_setting) then says how it was read."""
+    from snakemake.cli import parse_config
+
+    from audioprobe.models import WeightsSettingError, check_weights_setting
+
+    override = parse_config(['models={"yamnet": {"weights": null}}'])
+    assert override == {"models": {"yamnet": {"weights": "null"}}}  # what Snakemake hands the workflow
+    cfg = full_config(**override)
+    assert cfg["models"]["yamnet"]["weights"] == "null"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsSettingError, match=r"^models\.yamnet\.weights: null does not exist .*\(--config reads "
+                                                  r"a nested null as the string 'null': .*--configfile"):
+        check_weights_setting("yamnet", cfg["models"]["yamnet"]["weights"])
+
+
 # --- point 6: labels, in the first job of each branch ---------------------------------------------------------
 
 

@@ -45,6 +45,12 @@ def layer_values(clips, width, seed):
             + rng.normal(0, 0.5, (len(clips), width))).astype(np.float32)
 
 
+# YAMNet's layer13 and layer14 for 0.975 s clips: a layer file records the model, layer and clip length it was
+# made with, and readers check its shape against them
+SHAPE, WIDTH = (1, 3, 2, 1024), 6144
+LAYER_OF = {"early": "layer13", "late": "layer14", "layer": "layer14"}
+
+
 def write_inputs(folder, clips, layers, labels):
     folder.mkdir(parents=True, exist_ok=True)
     manifest = clips.drop(columns=["m", "a", "split"]).assign(label_material=labels["material"],
@@ -52,8 +58,10 @@ def write_inputs(folder, clips, layers, labels):
     write_csv(folder / "manifest.csv", manifest)
     write_csv(folder / "split.csv", clips[["clip_id", "group", "split"]])
     for name, values in layers.items():
-        write_arrays(folder / f"{name}.h5", {"activations": values.reshape(len(values), 1, 2, -1)},
-                     clip_ids=list(clips["clip_id"]), labels=labels)
+        write_arrays(folder / f"{name}.h5", {"activations": values.reshape(len(values), *SHAPE)},
+                     clip_ids=list(clips["clip_id"]), labels=labels,
+                     attrs={"layer": LAYER_OF[name], "axes": "patch,time,freq,channel",
+                            "config": {"clip_seconds": 0.975, "model": {"kind": "yamnet"}}})
 
 
 def run_study1(folder, clips, layers, labels):
@@ -94,7 +102,7 @@ def arrays(path, *names):
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     clips = dataset()
-    layers = {"early": layer_values(clips, 40, 1), "late": layer_values(clips, 40, 2) * 3}
+    layers = {"early": layer_values(clips, WIDTH, 1), "late": layer_values(clips, WIDTH, 2) * 3}
     labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
     test = (clips["split"] == "test").to_numpy()
     rng = np.random.default_rng(9)
@@ -156,7 +164,7 @@ def test_the_flow_early_stops_on_validation_clips_only(two_runs):
 
 def projected_flow_inputs(folder, clips):
     """Write a layer and split for ``clips``, project it, and name the flow step's outputs in ``folder``."""
-    values = layer_values(clips, 40, 3)
+    values = layer_values(clips, WIDTH, 3)
     labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
     write_inputs(folder, clips, {"layer": values}, labels)
     steps.project_layer(folder / "layer.h5", folder / "split.csv", folder / "projection.h5", components=6, seed=0)

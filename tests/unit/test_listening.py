@@ -233,3 +233,34 @@ def test_a_failed_metamer_needs_no_file(tmp_path):
     trials = trials_of(tmp_path / "pkg")
     assert trials.loc[(trials.clip_id == "clip01") & (trials.model == "kell") & (trials.layer == "conv1"),
                       "swapped"].all()
+
+
+def test_a_package_under_a_link_out_of_results_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """results/metamers is a symbolic link to a folder outside: nothing may be created, copied or replaced
+    there (the package folder, its temporary folder, its parent folders, the audio copies, an old package)."""
+    import os
+    import shutil
+
+    from audioprobe.io.atomic import OutsideResultsError
+
+    stimuli = make_stimuli(tmp_path / "wav")
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    (work / "results").mkdir(parents=True)
+    (outside / "old" / "listening").mkdir(parents=True)
+    (outside / "old" / "listening" / "keep.txt").write_text("someone else's")
+    os.symlink(outside, work / "results" / "metamers")
+    monkeypatch.chdir(work)
+    copied = []
+    real_copyfile = shutil.copyfile
+    monkeypatch.setattr(shutil, "copyfile", lambda src, dst, **kw: copied.append(dst) or real_copyfile(src, dst, **kw))
+
+    def everything_outside():
+        return sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+
+    before = everything_outside()
+    for out in ("results/metamers/commands-synth/listening", "results/metamers/old/listening"):
+        with pytest.raises(OutsideResultsError, match=rf"refusing to write {out}/index.html: .*results/metamers is a "
+                                                      "symbolic link"):
+            build(stimuli, out, overwrite=True)
+        assert everything_outside() == before and copied == []
+    assert (outside / "old" / "listening" / "keep.txt").read_text() == "someone else's"

@@ -9,19 +9,28 @@ from audioprobe.datasets import manifest, naming
 from audioprobe.io.store import LayerFile, LayerWriter
 from tests.conftest import require, tone
 
+LAYER14 = (1, 3, 2, 1024)  # YAMNet's layer14 for 0.975 s clips
+RECORD = {"clip_seconds": 0.975, "model": {"kind": "yamnet"}}  # what an extraction's config must record
+
+
+def extracted(clip_seconds=0.975, layer="layer14") -> dict:
+    """The attributes the extraction records (LayerFile checks a layer file's shape against them)."""
+    return {"config": {"clip_seconds": clip_seconds, "model": {"kind": "yamnet", "numerics": "float"}},
+            "layer": layer, "axes": "patch,time,freq,channel", "model": "yamnet"}
+
 
 def test_layer_files_appear_only_when_complete(tmp_path):
     path = tmp_path / "layer.h5"
-    writer = LayerWriter(path, 3, (2, 4), attrs={"model": "m", "config": {"a": 1}})
-    writer.write(np.ones((2, 2, 4), np.float32))
+    writer = LayerWriter(path, 3, LAYER14, attrs=extracted())
+    writer.write(np.ones((2, *LAYER14), np.float32))
     assert not path.exists()
-    writer.write(np.full((1, 2, 4), 2.0, np.float32))
+    writer.write(np.full((1, *LAYER14), 2.0, np.float32))
     writer.finish(["a", "b", "c"], {"material": ["wood", "wood", "metal"]})
     with LayerFile(path) as layer:
-        assert layer.activations.shape == (3, 2, 4)
+        assert layer.activations.shape == (3, *LAYER14)
         assert layer.clip_ids == ["a", "b", "c"]
         assert layer.labels == {"material": ["wood", "wood", "metal"]}
-        assert layer.attrs["config"] == {"a": 1} and layer.attrs["model"] == "m"
+        assert layer.attrs["config"] == extracted()["config"] and layer.attrs["model"] == "yamnet"
         np.testing.assert_array_equal(layer.activations[2], 2.0)
     assert [p.name for p in tmp_path.iterdir()] == ["layer.h5"]
     umask = os.umask(0)
@@ -47,8 +56,8 @@ def test_incomplete_files_are_refused(tmp_path):
 
 
 def test_pooling_reduces_named_axes(tmp_path):
-    data = np.random.default_rng(0).standard_normal((5, 2, 3, 4, 6)).astype(np.float32)
-    writer = LayerWriter(tmp_path / "l.h5", 5, data.shape[1:], attrs={"axes": "patch,time,freq,channel"})
+    data = np.random.default_rng(0).standard_normal((5, 3, 3, 2, 1024)).astype(np.float32)  # layer14, 1.5 s clips
+    writer = LayerWriter(tmp_path / "l.h5", 5, data.shape[1:], attrs=extracted(clip_seconds=1.5))
     writer.write(data)
     writer.finish(list("abcde"), {"k": list("xxyyz")})
     activations.pool(tmp_path / "l.h5", tmp_path / "mean.h5", axes=["patch", "time", "freq"], stat="mean")
@@ -63,12 +72,12 @@ def test_pooling_reduces_named_axes(tmp_path):
 
 
 def test_summary_matches_numpy(tmp_path):
-    data = np.maximum(np.random.default_rng(1).standard_normal((70, 3, 5)), 0).astype(np.float32)
-    writer = LayerWriter(tmp_path / "l.h5", 70, (3, 5))
+    data = np.maximum(np.random.default_rng(1).standard_normal((70, *LAYER14)), 0).astype(np.float32)
+    writer = LayerWriter(tmp_path / "l.h5", 70, LAYER14, attrs=extracted())
     writer.write(data)
     writer.finish([str(i) for i in range(70)], {})
     row = activations.summarise({"l": tmp_path / "l.h5"}).iloc[0]
-    assert row["shape"] == "3x5" and row["clips"] == 70
+    assert row["shape"] == "1x3x2x1024" and row["clips"] == 70
     assert row["mean"] == pytest.approx(data.mean(), rel=1e-6)
     assert row["std"] == pytest.approx(data.std(), rel=1e-5)
     assert row["fraction_zero"] == pytest.approx((data == 0).mean())
@@ -94,7 +103,7 @@ def test_extraction_streams_every_layer_in_one_pass(tmp_path, write_wav, yamnet)
     clips = small_dataset(tmp_path, write_wav)
     outputs = {layer: tmp_path / "out" / f"{layer}.h5" for layer in ("layer1", "layer9", "layer14")}
     activations.extract(yamnet, clips, tmp_path, outputs, clip_seconds=0.975, batch_size=2,
-                        attrs={"config": {"batch_size": 2}})
+                        attrs={"config": {"batch_size": 2, **RECORD}})
     waves = np.stack([manifest.load_clip(tmp_path, row, 16000, 15600) for _, row in clips.iterrows()])
     direct = yamnet.activations(waves, list(outputs))
     for layer, path in outputs.items():
@@ -111,5 +120,19 @@ def test_a_failing_extraction_leaves_no_output(tmp_path, write_wav, yamnet):
     out = tmp_path / "out"
     with pytest.raises(Exception, match="GD_01.wav"):
         activations.extract(yamnet, clips, tmp_path, {"layer1": out / "layer1.h5", "layer2": out / "layer2.h5"},
-                            clip_seconds=0.975, batch_size=2)
+                            clip_seconds=0.975, batch_size=2, attrs={"config": RECORD})
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("config", [None, {"batch_size": 2}, {**RECORD, "clip_seconds": 1.5},
+                                    {**RECORD, "model": {"numerics": "float"}}])
+def test_an_extraction_that_would_not_record_its_model_and_clip_length_is_refused_before_any_work(tmp_path, config):
+    """Readers refuse a layer file without those records, so the extraction does not write one."""
+    class Unused:
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name})")
+
+    with pytest.raises(ValueError, match=r"must record the model's config with its kind and clip_seconds \(0.975\)"):
+        activations.extract(Unused(), None, tmp_path, {"layer1": tmp_path / "out" / "layer1.h5"}, clip_seconds=0.975,
+                            attrs=None if config is None else {"config": config})
+    assert list(tmp_path.iterdir()) == []

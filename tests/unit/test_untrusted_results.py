@@ -15,19 +15,24 @@ from audioprobe.io.store import LayerFile, LayerWriter, UnsafeHDF5Error, open_h5
 
 YAMNET = {"kind": "yamnet", "numerics": "float"}
 SHAPE = (1, 48, 32, 32)  # YAMNet layer1 for 0.975 s clips
+LAYER14 = (1, 3, 2, 1024)  # YAMNet layer14 for 0.975 s clips
+EXTRACTED = {"config": {"clip_seconds": 0.975, "model": YAMNET}, "layer": "layer14",
+             "axes": "patch,time,freq,channel", "model": "yamnet"}  # what the extraction records
 SECRET = b"TOP-SECRET-PASSWORD-0123456789ab"
 
 
 def layer_file(path, *, data=None, clips=3, shape=SHAPE, layer_shape=None, clip_seconds=0.975, layer="layer1",
-               store=None):
-    """A layer file as the extraction writes one (attributes, clip ids, labels), with /activations made by
-    ``store(file, shape)`` when given (external storage, a virtual dataset...)."""
+               store=None, ids=None):
+    """A layer file as the extraction writes one (attributes, clip ids ``c0``, ``c1``... or ``ids``, labels),
+    with /activations made by ``store(file, shape)`` when given (external storage, a virtual dataset...)."""
+    if ids is not None:
+        clips = len(ids)
     with h5py.File(path, "w") as file:
         if store is None:
             file.create_dataset("activations", data=data if data is not None else np.ones((clips, *shape), np.float32))
         else:
             store(file, (clips, *shape))
-        file.create_dataset("clip_id", data=np.array([f"c{i}" for i in range(clips)], dtype=object),
+        file.create_dataset("clip_id", data=np.array(ids or [f"c{i}" for i in range(clips)], dtype=object),
                             dtype=h5py.string_dtype())
         file.create_group("labels").create_dataset("material", data=np.array(["wood"] * clips, dtype=object),
                                                    dtype=h5py.string_dtype())
@@ -120,13 +125,14 @@ def test_external_links_are_refused_wherever_they_are(tmp_path):
 
 
 def test_files_audioprobe_writes_open_and_soft_links_inside_the_file_are_fine(tmp_path):
-    writer = LayerWriter(tmp_path / "l.h5", 2, (3,), attrs={"axes": "channel"})
-    writer.write(np.arange(6, dtype=np.float32).reshape(2, 3))
+    values = np.arange(2 * np.prod(LAYER14), dtype=np.float32).reshape(2, *LAYER14)
+    writer = LayerWriter(tmp_path / "l.h5", 2, LAYER14, attrs=EXTRACTED)
+    writer.write(values)
     writer.finish(["a", "b"], {"k": ["x", "y"]})
     with h5py.File(tmp_path / "l.h5", "a") as file:
         file["alias"] = h5py.SoftLink("/activations")
     with open_h5(tmp_path / "l.h5") as file:
-        np.testing.assert_array_equal(file["alias"][()], np.arange(6).reshape(2, 3))
+        np.testing.assert_array_equal(file["alias"][()], values)
     with LayerFile(tmp_path / "l.h5") as layer:
         assert layer.clip_ids == ["a", "b"]
 
@@ -186,13 +192,117 @@ def test_rows_that_do_not_match_the_clips_are_refused(tmp_path, rows):
 
 
 def test_summaries_refuse_layers_of_one_run_that_list_different_clips(tmp_path):
-    first = layer_file(tmp_path / "layer1.h5", shape=(2,), clip_seconds=None)
-    second = tmp_path / "layer2.h5"
-    writer = LayerWriter(second, 4, (2,))
-    writer.write(np.zeros((4, 2), np.float32))
+    first = layer_file(tmp_path / "layer1.h5")
+    second = tmp_path / "layer14.h5"
+    writer = LayerWriter(second, 4, LAYER14, attrs=EXTRACTED)
+    writer.write(np.zeros((4, *LAYER14), np.float32))
     writer.finish(["c0", "c1", "c2", "c3"], {})
-    with pytest.raises(ValueError, match="list different clips"):
+    with pytest.raises(ValueError, match=rf"{second} and {first} list different clips \(4 and 3 clips, the same up "
+                                         r"to clip 2; clip 3 of the longer one is 'c3'\)"):
+        activations.summarise({"layer1": first, "layer14": second})
+
+
+def test_summaries_name_the_first_clip_where_only_the_order_differs(tmp_path):
+    ids = [f"c{i}" for i in range(100)]
+    first = layer_file(tmp_path / "layer1.h5", ids=ids)
+    swapped = ids[:41] + [ids[42], ids[41]] + ids[43:]
+    second = layer_file(tmp_path / "layer2.h5", ids=swapped, shape=(1, 48, 32, 64), layer="layer2")
+    with pytest.raises(ValueError, match=rf"{second} and {first} list different clips \(clip 41 is 'c42' in the "
+                                         r"first and 'c41' in the second\); .* same clips in the same order") as err:
         activations.summarise({"layer1": first, "layer2": second})
+    assert "100 and 100" not in str(err.value)
+
+
+# --- point 10: a file with /activations must record what made it -------------------------------------------------
+
+MISSING_RECORDS = {
+    "no config": (None, "config, config.model.kind, config.clip_seconds"),
+    "config without the model": ('{"clip_seconds":0.975}', "config.model.kind"),
+    "model without its kind": ('{"clip_seconds":0.975,"model":{"numerics":"float"}}', "config.model.kind"),
+    "no clip length": ('{"model":{"kind":"yamnet"}}', "config.clip_seconds"),
+    "config that is not a record": ("yamnet, 0.975 s", "config, config.model.kind, config.clip_seconds"),
+    "no layer": ("drop layer", "layer"),
+}
+
+
+def unrecorded_layer_file(path, case):
+    """A layer file of the right shape for YAMNet's layer1 (and its layer_shape attribute) that lacks one of
+    the records the shape check needs."""
+    config, _ = MISSING_RECORDS[case]
+    layer_file(path)
+    with h5py.File(path, "a") as file:
+        if config == "drop layer":
+            del file.attrs["layer"]
+        elif config is None:
+            del file.attrs["config"]
+        else:
+            file.attrs["config"] = config
+    return path
+
+
+@pytest.mark.parametrize("case", MISSING_RECORDS)
+def test_a_layer_file_without_the_records_of_its_extraction_is_refused_by_every_reader(tmp_path, case):
+    from audioprobe.dissect import steps as dissect_steps
+    from audioprobe.io.store import NotExtractedError
+    from audioprobe.latent import steps as latent_steps
+
+    path = unrecorded_layer_file(tmp_path / "layer1.h5", case)
+    split = tmp_path / "split.csv"
+    write_csv(split, pd.DataFrame({"clip_id": ["c0", "c1", "c2"], "group": ["g0", "g1", "g2"],
+                                   "split": ["train", "train", "probe"]}))
+    missing = MISSING_RECORDS[case][1]
+    expected = (rf"^{re.escape(str(path))}: it has /activations but no record of the model, layer and clip length "
+                rf"they were made with \(missing or malformed attributes: {re.escape(missing)}\), so it was not made "
+                r"by audioprobe's extraction .*: delete it and rerun")
+    readers = {
+        "LayerFile": lambda: LayerFile(path),
+        "pool (even given the run's shape)": lambda: activations.pool(path, tmp_path / "out" / "pooled.h5",
+                                                                      axes=["patch"], layer_shape=SHAPE),
+        "summarise": lambda: activations.summarise({"layer1": path}),
+        "latent layer_matrix": lambda: latent_steps.layer_matrix(path),
+        "latent project_layer": lambda: latent_steps.project_layer(path, split, tmp_path / "out" / "projection.h5",
+                                                                   components=2, seed=0),
+        "dissect neurons_step": lambda: dissect_steps.neurons_step(
+            path, split, tmp_path / "out" / "neurons.h5",
+            {"pool": "mean", "top_k": 1, "neurons": {"per_layer": 1, "seed": 0}}),
+    }
+    for read in readers.values():
+        with pytest.raises(NotExtractedError, match=expected):
+            read()
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_pooled_file_without_the_records_is_refused_too(tmp_path):
+    from audioprobe.io.store import NotExtractedError
+
+    path = tmp_path / "pooled.h5"
+    write_arrays(path, {"activations": np.zeros((3, 32), np.float32)}, clip_ids=["a", "b", "c"],
+                 attrs={"pooled_axes": "patch,time,freq", "kept_axes": "channel", "axes": "patch,time,freq,channel"})
+    with pytest.raises(NotExtractedError, match="not made by audioprobe's extraction"):
+        LayerFile(path)
+
+
+def test_outputs_without_activations_need_no_record_of_a_model(tmp_path):
+    """Projections, latents, neuron, head and concept-score files are read through LayerFile too."""
+    from audioprobe.latent import steps as latent_steps
+
+    ids = ["a", "b", "c"]
+    write_arrays(tmp_path / "projection.h5", {"projected": np.ones((3, 2))}, clip_ids=ids, labels={"k": list("xyz")},
+                 attrs={"layer_shape": "[1, 6, 4, 512]", "config": {"components": 2, "seed": 0}})
+    write_arrays(tmp_path / "latents.h5", {"latents": np.ones((3, 4))}, clip_ids=ids, labels={},
+                 attrs={"config": {"factor_dims": [0, 1]}, "layer": "layer10"})
+    write_arrays(tmp_path / "neurons.h5", {"values": np.ones((3, 5)), "top": np.zeros((5, 1), int)}, clip_ids=ids,
+                 labels={}, attrs={"layer": "layer1", "config": {"pool": "mean"}})
+    write_arrays(tmp_path / "head.h5", {"coef": np.ones((2, 3)), "classes": np.array(["p", "q"], dtype=object)},
+                 attrs={"layer": "head"})
+    values, clip_ids, labels = latent_steps.projected(tmp_path / "projection.h5")
+    assert values.shape == (3, 2) and clip_ids == ids and labels == {"k": ["x", "y", "z"]}
+    latents, clip_ids, _, record = latent_steps.latents_of(tmp_path / "latents.h5")
+    assert latents.shape == (3, 4) and clip_ids == ids and record == {"factor_dims": [0, 1]}
+    with LayerFile(tmp_path / "neurons.h5") as stored:
+        assert stored.clip_ids == ids
+    with LayerFile(tmp_path / "head.h5") as stored:
+        assert stored.strings("classes") == ["p", "q"]
 
 
 # --- point 11: writes through a symbolic link out of results/ ---------------------------------------------------
@@ -264,3 +374,43 @@ def test_the_pre_run_check_names_every_link_leaving_results(linked_results, tmp_
                                                   rf"results/logs/x/manifest.csv -> {tmp_path}/secret.txt"):
         check_results_links()
     assert links_leaving(tmp_path / "missing") == []
+
+
+def made_metamers(clips=2, samples=1600):
+    """What read_metamers gives for a synthesis of two clips at one layer."""
+    waves = np.sin(np.linspace(0, 60, clips * samples)).reshape(clips, samples).astype(np.float32) * 0.5
+    return {"clip_id": [f"c{i}" for i in range(clips)], "word": ["yes"] * clips, "layers": ["layer2"],
+            "targets": waves, "metamers": waves[None] * 0.9}
+
+
+def test_the_metamer_wav_folder_is_written_whole_and_replaces_the_old_one(tmp_path, monkeypatch):
+    from audioprobe.metamers.steps import write_wav_folder
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "results" / "metamers" / "d" / "yamnet" / "wavs"
+    (folder / "stale").mkdir(parents=True)
+    write_wav_folder(folder, made_metamers())
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.wav")) == [
+        "layer2/c0.wav", "layer2/c1.wav", "natural/c0.wav", "natural/c1.wav"]
+    assert not (folder / "stale").exists() and not (folder.parent / "wavs.part").exists()
+
+
+def test_the_metamer_wav_folder_under_a_link_out_of_results_deletes_and_writes_nothing(tmp_path, monkeypatch):
+    """results/metamers is a symbolic link to a folder outside: the old folder and a leftover .part folder
+    there are someone else's files, and must survive; no WAV may be written there."""
+    from audioprobe.metamers.steps import write_wav_folder
+
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    (work / "results").mkdir(parents=True)
+    for name in ("wavs", "wavs.part"):
+        (outside / "d" / "yamnet" / name).mkdir(parents=True)
+        (outside / "d" / "yamnet" / name / "precious.txt").write_text("keep")
+    os.symlink(outside, work / "results" / "metamers")
+    monkeypatch.chdir(work)
+    before = sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+    for folder in ("results/metamers/d/yamnet/wavs", work / "results/metamers/d/yamnet/wavs",
+                   "results/metamers/new/yamnet/wavs"):
+        with pytest.raises(OutsideResultsError, match=r"results/metamers is a symbolic link"):
+            write_wav_folder(folder, made_metamers())
+        assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == before
+    assert sorted(os.listdir(work / "results")) == ["metamers"]

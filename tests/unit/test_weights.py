@@ -58,6 +58,22 @@ def test_a_relative_path_that_does_not_exist_names_the_working_directory(tmp_pat
         models.check_weights_setting("yamnet", "yamnet.tflit")
 
 
+@pytest.mark.parametrize("text", ["null", "~"])
+def test_a_null_read_as_text_from_the_command_line_says_so(tmp_path, monkeypatch, text):
+    """--config models='{"yamnet": {"weights": null}}' hands the workflow the string 'null' (a path is a string,
+    so it is not coerced): the error must say why, and how to ask for the download."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(models.WeightsSettingError) as err:
+        models.check_weights_setting("yamnet", text)
+    message = str(err.value)
+    assert message.startswith(f"models.yamnet.weights: {text} does not exist (relative to {tmp_path}) (--config "
+                              f"reads a nested null as the string {text!r}: to let rule download_yamnet fetch the "
+                              "weights, set it to null in a --configfile, or leave it out).")
+    with pytest.raises(models.WeightsSettingError) as err:
+        models.check_weights_setting("yamnet", "nul")
+    assert "--config reads a nested null" not in str(err.value)
+
+
 def test_a_typo_at_job_time_is_missing_weights_not_a_tensorflow_hub_import(tmp_path):
     """``yamnet.tflit`` used to go down the TF Hub path and fail with No module named 'pkg_resources'."""
     from audioprobe.models import yamnet_weights
@@ -141,6 +157,26 @@ def test_downloaded_weights_load_when_untouched(tf, yamnet_tflite, tmp_path):
     path = downloaded_copy(yamnet_tflite, tmp_path)
     model = models.load("yamnet", DOWNLOADED, str(path))
     assert model.weights_sha256 == RECORDED_SHA256
+
+
+def test_downloaded_weights_are_hashed_once_per_load(tf, yamnet_tflite, tmp_path, monkeypatch):
+    """verify_weights computes the digest; loading the TFLite export reuses it instead of hashing again."""
+    from audioprobe.io import download
+    from audioprobe.models import yamnet_weights
+
+    path = downloaded_copy(yamnet_tflite, tmp_path)
+    hashed = []
+
+    def counting(real):
+        return lambda file: hashed.append(str(file)) or real(file)
+
+    monkeypatch.setattr(download, "sha256_of", counting(download.sha256_of))
+    monkeypatch.setattr(yamnet_weights, "sha256_of", counting(yamnet_weights.sha256_of))
+    model = models.load("yamnet", DOWNLOADED, str(path))
+    assert hashed == [str(path)] and model.weights_sha256 == RECORDED_SHA256
+    hashed.clear()
+    models.load("yamnet", {**DOWNLOADED, "weights": str(path)}, str(path))  # the user's own: hashed for the record
+    assert hashed == [str(path)]
 
 
 def test_tampered_downloaded_weights_stop_the_job_saying_what_to_do(tf, yamnet_tflite, tmp_path):
