@@ -1,10 +1,10 @@
 """The workflow under stress, on the tiny config: the HTML report, faults (a job killed mid-write, an output
-folder that cannot be written or fills up), two clean runs giving the same tables, and exactly which rules
+folder that cannot be written or fills up), two clean runs giving the same results, and exactly which rules
 each config change reruns.
 
-Everything that needs a finished run shares this module's one tiny run (``tiny_run``, several minutes); the
-fault tests work on copies of parts of it, so it stays untouched. The determinism test makes a second clean
-run, side by side with the first.
+Everything that needs a finished run reads the session's one tiny run (conftest's ``tiny_run``); the fault
+tests and the report work on copies, so it stays untouched. The determinism test compares it with conftest's
+``second_run``, a clean run made side by side with it under another PYTHONHASHSEED.
 """
 
 import ast
@@ -21,43 +21,21 @@ import time
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
+import h5py
+import numpy as np
 import pytest
 
 from audioprobe.io.atomic import temporary_beside
 from audioprobe.io.store import LayerFile
-from tests import test_workflow
-from tests.conftest import REPO
-from tests.test_workflow import scheduled, snakemake
-from tests.test_workflow import tiny_run  # noqa: F401  (a module-scoped fixture: this module's own tiny run)
-
-pytestmark = pytest.mark.workflow
+from tests import snakemake_cli
+from tests.conftest import REPO, require, unavailable
+from tests.snakemake_cli import scheduled
 
 RAW = "results/activations/yamnet/maas-synth"  # the extraction job's output folder
 LAYERS = [f"layer{i}" for i in range(1, 15)]
 EXTRACTION_TARGET = f"{RAW}/layer14.h5"  # one job writes every layer file
 PART = re.compile(r"results/activations/yamnet/maas-synth/\.layer\d+\.h5\.[a-z0-9_]{8}\.part")
-
-
-def mechanism_missing(message: str):
-    """A fault the machine cannot stage: skip, except in CI (CI=1), where the test must run."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def snakemake_command(workdir, *flags, weights, config=None):
-    """The command line and environment with which ``tests.test_workflow.snakemake`` would run."""
-    captured = {}
-
-    def capture(command, **kwargs):
-        captured.update(command=command, env=kwargs.get("env"))
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    with mock.patch.object(test_workflow.subprocess, "run", capture):
-        snakemake(workdir, *flags, weights=weights, config=config)
-    return captured["command"], captured["env"]
 
 
 def ready_to_extract(tiny_run, tmp_path) -> Path:
@@ -70,56 +48,6 @@ def ready_to_extract(tiny_run, tmp_path) -> Path:
 
 def leftover_parts(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (Path(root) / "results").rglob("*.part"))
-
-
-# --- determinism -----------------------------------------------------------------------------------------------
-
-def result_files(root, suffixes) -> set[str]:
-    results = Path(root) / "results"
-    return {str(p.relative_to(root)) for p in results.rglob("*") if p.is_file() and p.name.endswith(suffixes)
-            and p.relative_to(results).parts[0] not in ("logs", "benchmarks")}
-
-
-def first_difference(a: Path, b: Path) -> str:
-    for number, (x, y) in enumerate(zip(a.read_text().splitlines(), b.read_text().splitlines()), start=1):
-        if x != y:
-            return f"line {number}: {x[:150]!r} vs {y[:150]!r}"
-    return "lengths differ"
-
-
-@pytest.fixture(scope="module")
-def second_run(tmp_path_factory, yamnet_tflite):
-    """Another clean tiny run in its own folder, started in the background when first asked for. A tiny run keeps
-    about one of two cores busy, so asked for before ``tiny_run`` it costs little extra time. Call the fixture's
-    value to wait for it."""
-    workdir = tmp_path_factory.mktemp("second")
-    command, env = snakemake_command(workdir, weights=yamnet_tflite)
-    output = workdir.parent / f"{workdir.name}.out"
-    with open(output, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def finished() -> Path:
-        if process.wait() != 0:
-            raise AssertionError(f"the second tiny run failed:\n{output.read_text()[-4000:]}")
-        return workdir
-
-    yield finished
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def test_two_clean_runs_write_byte_identical_tables(second_run, tiny_run):
-    second = second_run()
-    tables = result_files(tiny_run, (".csv",))
-    assert tables == result_files(second, (".csv",)) and len(tables) >= 20
-    differ = {path: first_difference(tiny_run / path, second / path) for path in sorted(tables)
-              if (tiny_run / path).read_bytes() != (second / path).read_bytes()}
-    # For the record (not asserted): other artifacts that differ between the runs.
-    others = sorted(path for path in result_files(tiny_run, (".h5", ".png", ".json")) if (second / path).exists()
-                    and (tiny_run / path).read_bytes() != (second / path).read_bytes())
-    assert not differ, "tables that differ between two clean runs:\n" + "\n".join(
-        f"{path}: {where}" for path, where in differ.items()) + f"\n(other files that differ: {others})"
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -215,7 +143,7 @@ def declared_report_items() -> list[Declared]:
 
 def made_files(workdir, weights) -> dict[str, str]:
     """Every file of the finished run's DAG (files inside directory outputs too) -> the rule that made it."""
-    lines = snakemake(workdir, "--summary", weights=weights).stdout.splitlines()
+    lines = snakemake_cli.run(workdir, "--summary", weights=weights).stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
     made = {}
     for line in lines[start + 1:]:
@@ -244,9 +172,11 @@ def test_every_report_declaration_has_a_caption_and_a_category():
         assert {"caption", "category"} <= item.keywords, f"{item.where}: report() needs caption= and category="
 
 
-def test_the_report_is_one_self_contained_file_with_every_declared_table_and_figure(tiny_run, yamnet_tflite):
-    report = tiny_run / "report.html"
-    snakemake(tiny_run, "--report", str(report), weights=yamnet_tflite)
+@pytest.mark.slow
+def test_the_report_is_one_self_contained_file_with_every_declared_table_and_figure(tiny_run, yamnet_tflite,
+                                                                                    tmp_path):
+    report = tmp_path / "report.html"  # outside the run, which stays as it was
+    snakemake_cli.run(tiny_run, "--report", str(report), weights=yamnet_tflite)
     html = report.read_text()
     # One file: nothing is loaded from anywhere else (scripts, styles, images are all inline).
     external = [url for url in re.findall(r"<(?:script|img|link|iframe|source|audio|video|embed)\b[^>]*?"
@@ -294,13 +224,12 @@ def test_a_new_write_removes_the_temporary_files_a_killed_writer_left(tmp_path):
     assert tmp.exists() and not stale.exists() and other.exists()
 
 
+@pytest.mark.slow
 def test_a_killed_extraction_reruns_to_the_same_bytes_and_leaves_no_temporary_file(tiny_run, yamnet_tflite,
                                                                                    tmp_path):
     workdir = ready_to_extract(tiny_run, tmp_path)
-    command, env = snakemake_command(workdir, EXTRACTION_TARGET, weights=yamnet_tflite)
     log = workdir / "results/logs/extract_activations/yamnet/maas-synth.log"
-    with open(tmp_path / "killed.out", "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    process = snakemake_cli.start(workdir, EXTRACTION_TARGET, log=tmp_path / "killed.out", weights=yamnet_tflite)
     try:
         # Kill once a batch has been written into every layer's temporary file (the job logs each batch).
         deadline = time.monotonic() + 600
@@ -319,8 +248,8 @@ def test_a_killed_extraction_reruns_to_the_same_bytes_and_leaves_no_temporary_fi
     assert not [layer for layer in LAYERS if (workdir / RAW / f"{layer}.h5").exists()], "a half file was published"
 
     # Snakemake's lock outlives a killed run: unlock, then rerun.
-    snakemake(workdir, "--unlock", weights=yamnet_tflite)
-    snakemake(workdir, EXTRACTION_TARGET, "--rerun-incomplete", weights=yamnet_tflite)
+    snakemake_cli.run(workdir, "--unlock", weights=yamnet_tflite)
+    snakemake_cli.run(workdir, EXTRACTION_TARGET, "--rerun-incomplete", weights=yamnet_tflite)
     assert leftover_parts(workdir) == []
     assert not list((workdir / ".snakemake/incomplete").glob("*"))
     for layer in LAYERS:
@@ -328,12 +257,13 @@ def test_a_killed_extraction_reruns_to_the_same_bytes_and_leaves_no_temporary_fi
         with LayerFile(rerun) as stored:
             assert stored.activations.shape[0] == 36
         assert rerun.read_bytes() == undisturbed.read_bytes(), f"{layer}.h5 differs from the undisturbed run's"
-    assert scheduled(snakemake(workdir, EXTRACTION_TARGET, "-n", weights=yamnet_tflite)) == {}
+    assert scheduled(snakemake_cli.run(workdir, EXTRACTION_TARGET, "-n", weights=yamnet_tflite)) == {}
 
 
 @contextlib.contextmanager
 def blocked(folder: Path, fault: str):
-    """Make ``folder`` refuse new files ("read-only") or run out of space ("full"), also for root."""
+    """Make ``folder`` refuse new files ("read-only") or run out of space ("full"), also for root; a fault the
+    machine cannot stage skips, except in CI, where it fails."""
     folder.mkdir(parents=True, exist_ok=True)
     if fault == "read-only" and os.geteuid() != 0:
         folder.chmod(0o555)
@@ -342,15 +272,15 @@ def blocked(folder: Path, fault: str):
         result = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True) \
             if shutil.which("chattr") else None
         if result is None or result.returncode != 0:
-            mechanism_missing(f"cannot make {folder} immutable with chattr +i (needs e2fsprogs, ext4/xfs/btrfs and "
-                              f"CAP_LINUX_IMMUTABLE): {result.stderr.strip() if result else 'no chattr'}")
+            unavailable(f"cannot make {folder} immutable with chattr +i (needs e2fsprogs, ext4/xfs/btrfs and "
+                        f"CAP_LINUX_IMMUTABLE): {result.stderr.strip() if result else 'no chattr'}")
         undo = [lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)]
     else:
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
                                 capture_output=True, text=True) if shutil.which("mount") else None
         if result is None or result.returncode != 0:
-            mechanism_missing(f"cannot mount a 256 KiB tmpfs on {folder} (needs root with CAP_SYS_ADMIN): "
-                              f"{result.stderr.strip() if result else 'no mount'}")
+            unavailable(f"cannot mount a 256 KiB tmpfs on {folder} (needs root with CAP_SYS_ADMIN): "
+                        f"{result.stderr.strip() if result else 'no mount'}")
         undo = [lambda: subprocess.run(["umount", str(folder)], check=True)]
     try:
         yield
@@ -359,6 +289,7 @@ def blocked(folder: Path, fault: str):
             step()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault, message", [("read-only", r"Operation not permitted|Permission denied"),
                                             ("full", r"No space left on device")])
 def test_an_unwritable_output_folder_fails_naming_the_file_and_leaves_nothing_behind(tiny_run, yamnet_tflite,
@@ -366,7 +297,7 @@ def test_an_unwritable_output_folder_fails_naming_the_file_and_leaves_nothing_be
     workdir = ready_to_extract(tiny_run, tmp_path)
     folder = workdir / RAW
     with blocked(folder, fault):
-        result = snakemake(workdir, EXTRACTION_TARGET, weights=yamnet_tflite, check=False)
+        result = snakemake_cli.run(workdir, EXTRACTION_TARGET, weights=yamnet_tflite, check=False)
         inside = sorted(p.name for p in folder.iterdir())
     text = result.stdout + result.stderr
     assert result.returncode != 0
@@ -374,7 +305,7 @@ def test_an_unwritable_output_folder_fails_naming_the_file_and_leaves_nothing_be
     assert PART.search(text), f"the error does not name the file it could not write:\n{text[-3000:]}"
     assert inside == [] and sorted(p.name for p in folder.iterdir()) == [], "a half-written file was left behind"
     # Nothing counts as done: the job is scheduled again.
-    assert scheduled(snakemake(workdir, EXTRACTION_TARGET, "-n", weights=yamnet_tflite)) == {
+    assert scheduled(snakemake_cli.run(workdir, EXTRACTION_TARGET, "-n", weights=yamnet_tflite)) == {
         "extract_activations_yamnet": 1}
 
 
@@ -394,6 +325,9 @@ DISSECT_AFTER_MAAS_SYNTH = {"dissect_split": 1, "caption_clips": 1, "dissect_neu
                             "prune_by_concept": 1, "pos_ablation": 1, "interpretability": 1}
 
 RERUN_CASES = [
+    # The tiny run is complete: with its own config, a dry run schedules nothing, so each case below shows only
+    # what its change reruns.
+    pytest.param({}, {}, id="unchanged-config"),
     pytest.param({"datasets": {"maas-synth": {"seed": 7}}},
                  {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
                   "pool_activations": 14, "summarise_activations": 1, "latent_split": 1,
@@ -416,6 +350,23 @@ RERUN_CASES = [
     pytest.param({"latent": {"flow": {"epochs": 6}}},
                  {**LATENT_AFTER_DECODING, "all": 1},
                  id="flow-epochs"),
+    # The space the transfer measures distances in is the transfer statistics' alone.
+    pytest.param({"latent": {"transfer": {"distance_space": "logits"}}},
+                 {"transfer_statistics": 1, "all": 1},
+                 id="transfer-distance-space"),
+    # The pooled layers are final outputs (no rule reads them): a new statistic pools again and that is all.
+    pytest.param({"activations": {"pool": {"stat": "max"}}},
+                 {"pool_activations": 14, "all": 1},
+                 id="pool-stat"),
+    # A new keyword dataset reruns Study 2 only: no activations (they are of maas-synth), no Study 1 or 3 job.
+    pytest.param({"datasets": {"commands-synth": {"seed": 5}}},
+                 {"generate_commands_synth": 1, "build_manifest": 1, "keyword_split": 1, "keyword_waveforms": 1,
+                  "train_keyword_model": 2, "keyword_model_tables": 1, **METAMERS_AFTER_SYNTHESIS, "all": 1},
+                 id="keyword-dataset-seed"),
+    # The metamers' ReLU gradient (a string of the schema's enum) reruns synthesis and what follows it only.
+    pytest.param({"metamers": {"synthesis": {"relu_gradient": "true"}}},
+                 {**METAMERS_AFTER_SYNTHESIS, "all": 1},
+                 id="relu-gradient"),
     pytest.param({"metamers": {"synthesis": {"iterations": 30}}},
                  {**METAMERS_AFTER_SYNTHESIS, "all": 1},
                  id="metamer-iterations"),
@@ -450,10 +401,137 @@ RERUN_CASES = [
 ]
 
 
-def test_the_tiny_run_is_complete_so_a_dry_run_shows_only_what_a_change_reruns(tiny_run, yamnet_tflite):
-    assert scheduled(snakemake(tiny_run, "-n", weights=yamnet_tflite)) == {}
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("override, expected", RERUN_CASES)
 def test_a_config_change_reruns_exactly_these_rules(tiny_run, yamnet_tflite, override, expected):
-    assert scheduled(snakemake(tiny_run, "-n", config=override, weights=yamnet_tflite)) == expected
+    assert scheduled(snakemake_cli.run(tiny_run, "-n", config=override, weights=yamnet_tflite)) == expected
+
+
+# --- determinism -----------------------------------------------------------------------------------------------
+
+# Left out of the comparison because they record time: results/logs/ (every job's log, with timings and
+# rates) and results/benchmarks/ (every job's wall time and memory), and, in the files below, the keys that
+# hold a duration. Nothing else a run writes holds a time: HDF5 files are written without timestamps
+# (audioprobe.io.store), Keras' training history drops its per-epoch seconds, torch.save is given a file
+# object (so the archive's inner folder name is fixed), and matplotlib's PNGs carry no date.
+TIMED_FOLDERS = ("logs", "benchmarks")
+TIMED_JSON_KEYS = {r"results/dissect/[^/]+/[^/]+/summaries\.llm\.json": {"seconds", "tokens_per_second"}}
+
+
+# What the comparison must cover, so that it cannot pass by comparing nothing: kind -> path regex.
+COMPARED = {"tables": r"results/.+\.(csv|tsv)",
+            "HDF5 files": r"results/.+\.h5",
+            "the flow": r"results/latent/.+/flow\.pt",
+            "metamer WAVs": r"results/metamers/.+/wav/(?!natural/).+\.wav",
+            "natural WAVs": r"results/metamers/.+/wav/natural/.+\.wav",
+            "listening-test WAVs": r"results/metamers/.+/listening_test/.+\.wav"}
+
+
+def run_files(root) -> set[str]:
+    """Every file a run wrote under results/, except its logs and benchmarks."""
+    results = Path(root) / "results"
+    return {str(p.relative_to(root)) for p in results.rglob("*")
+            if p.is_file() and p.relative_to(results).parts[0] not in TIMED_FOLDERS}
+
+
+def same_values(x, y) -> bool:
+    """Exactly equal: arrays (and numpy scalars) by dtype, shape and bytes (so NaN equals the same NaN)."""
+    if isinstance(x, (np.ndarray, np.generic)) or isinstance(y, (np.ndarray, np.generic)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        if x.dtype.hasobject:
+            return all(same_values(a, b) for a, b in zip(x.ravel().tolist(), y.ravel().tolist()))
+        return x.tobytes() == y.tobytes()
+    return type(x) is type(y) and x == y
+
+
+def hdf5_contents(path) -> dict[str, object]:
+    """Every group, every dataset's dtype and values, and every attribute (of the file, groups, datasets)."""
+    contents = {}
+
+    def add(name, item):
+        where = "/" + name
+        for key, value in item.attrs.items():
+            contents[f"{where} attribute {key!r}"] = value
+        if isinstance(item, h5py.Dataset):
+            contents[f"{where} dtype"] = str(item.dtype)
+            contents[where] = item[()]
+        else:
+            contents[where] = "group"
+
+    with h5py.File(path, "r") as file:
+        add("", file)
+        file.visititems(add)
+    return contents
+
+
+def hdf5_difference(a: Path, b: Path) -> str | None:
+    first, second = hdf5_contents(a), hdf5_contents(b)
+    if first.keys() != second.keys():
+        return f"only in one: {sorted(first.keys() ^ second.keys())[:10]}"
+    differ = [name for name in first if not same_values(first[name], second[name])]
+    return f"differs in {differ[:10]}" if differ else None
+
+
+def torch_differences(x, y, where: str = "") -> list[str]:
+    """Where two objects torch.load gave differ: tensors by dtype, shape and every value (bit for bit)."""
+    torch = require("torch")
+    if torch.is_tensor(x) or torch.is_tensor(y):
+        same = (torch.is_tensor(x) and torch.is_tensor(y) and x.dtype == y.dtype and x.shape == y.shape
+                and x.detach().cpu().numpy().tobytes() == y.detach().cpu().numpy().tobytes())
+        return [] if same else [where or "/"]
+    if isinstance(x, dict) and isinstance(y, dict):
+        if x.keys() != y.keys():
+            return [f"{where}: keys {sorted(map(str, x.keys() ^ y.keys()))}"]
+        return [d for key in x for d in torch_differences(x[key], y[key], f"{where}/{key}")]
+    if isinstance(x, (list, tuple)) and type(x) is type(y) and len(x) == len(y):
+        return [d for i, (a, b) in enumerate(zip(x, y)) for d in torch_differences(a, b, f"{where}[{i}]")]
+    return [] if type(x) is type(y) and x == y else [where or "/"]
+
+
+def first_difference(a: Path, b: Path) -> str:
+    try:
+        lines = zip(a.read_text().splitlines(), b.read_text().splitlines())
+        for number, (x, y) in enumerate(lines, start=1):
+            if x != y:
+                return f"line {number}: {x[:150]!r} vs {y[:150]!r}"
+    except UnicodeDecodeError:
+        return "other bytes"
+    return "lengths differ"
+
+
+def difference(path: str, a: Path, b: Path) -> str | None:
+    """How a file of two runs differs, or None: HDF5 by content, flow.pt by its tensors, JSON without its
+    timings, everything else (CSV, TSV, WAV, PNG, JSON caches) byte for byte."""
+    if a.read_bytes() == b.read_bytes():
+        return None
+    if path.endswith(".h5"):
+        return hdf5_difference(a, b)
+    if path.endswith(".pt"):
+        torch = require("torch")
+        differ = torch_differences(torch.load(a, weights_only=True), torch.load(b, weights_only=True))
+        return f"tensors or settings differ at {differ[:10]}" if differ else None
+    timed = next((keys for pattern, keys in TIMED_JSON_KEYS.items() if re.fullmatch(pattern, path)), None)
+    if timed is not None:
+        x, y = (json.loads(p.read_text()) for p in (a, b))
+        differ = sorted(key for key in x.keys() | y.keys() if key not in timed and x.get(key) != y.get(key))
+        return f"keys {differ} differ" if differ else None
+    return first_difference(a, b)
+
+
+@pytest.mark.slow
+def test_two_clean_runs_under_different_hash_seeds_write_the_same_results(second_run, tiny_run):
+    """tiny_run runs with PYTHONHASHSEED=0, the second run with a random one (as users run it): every table is
+    byte-identical, every HDF5 file holds the same datasets and attributes, the flow the same tensors, and every
+    WAV (generated datasets, Study 2's metamers and natural sounds) the same bytes."""
+    second = second_run()
+    files = run_files(tiny_run)
+    assert files == run_files(second), f"files of only one run: {sorted(files ^ run_files(second))}"
+    # Not vacuous: each kind of result the issue names is there to compare.
+    kinds = {kind: [path for path in files if re.fullmatch(pattern, path)] for kind, pattern in COMPARED.items()}
+    assert all(kinds.values()), {kind: len(paths) for kind, paths in kinds.items()}
+    differ = {path: difference(path, tiny_run / path, second / path) for path in sorted(files)}
+    differ = {path: where for path, where in differ.items() if where is not None}
+    assert not differ, "results that differ between two clean runs (PYTHONHASHSEED 0 and random):\n" + "\n".join(
+        f"{path}: {where}" for path, where in differ.items())

@@ -1,63 +1,25 @@
-"""The workflow end to end on a tiny config, and what a config change reruns."""
+"""The workflow end to end on a tiny config, and config errors caught before any job (dry runs, quick).
+
+What a config change reruns is tests/test_robustness.py's table (RERUN_CASES); every snakemake command line
+comes from tests/snakemake_cli.py.
+"""
 
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from audioprobe.datasets.manifest import read_manifest
 from audioprobe.io.atomic import read_csv
 from audioprobe.io.store import LayerFile
+from tests import snakemake_cli
 from tests.conftest import REPO
-
-pytestmark = pytest.mark.workflow
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
+from tests.snakemake_cli import scheduled
 
 
-def snakemake(workdir, *flags, weights, config=None, check=True):
-    """Run snakemake on the tiny config; ``config`` (a dict) is merged over it as a second config file
-    (``--config`` would read nested numbers as strings)."""
-    configfiles = [str(TINY)]
-    if config:
-        override = Path(workdir).parent / f"override-{abs(hash(json.dumps(config, sort_keys=True)))}.yaml"
-        override.write_text(json.dumps(config))
-        configfiles.append(str(override))
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-               *flags, "--configfile", *configfiles, "--config",
-               "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(weights),
-                                                  "class_map": str(Path(weights).with_name("yamnet_class_map.csv"))}})]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def scheduled(result) -> dict[str, int]:
-    """Rule -> job count from a dry run's job stats table."""
-    return job_counts(result.stdout + result.stderr)
-
-
-def job_counts(text: str) -> dict[str, int]:
-    """Rule -> job count from the job stats table in snakemake's output."""
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, yamnet_tflite):
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, weights=yamnet_tflite)
-    return workdir
-
-
+@pytest.mark.slow
 def test_tiny_run_writes_manifests_layers_and_summary(tiny_run):
     clips = read_manifest(tiny_run / "results/datasets/maas-synth/manifest.csv")
     # 2 materials x 2 actions x 3 takes, 2-s recordings cut every 0.48 s into 0.975-s clips: 3 clips each.
@@ -77,36 +39,6 @@ def test_tiny_run_writes_manifests_layers_and_summary(tiny_run):
     for rule in ("extract_activations/yamnet/maas-synth", "build_manifest/maas-synth"):
         assert (tiny_run / f"results/logs/{rule}.log").stat().st_size > 0
         assert (tiny_run / f"results/benchmarks/{rule}.tsv").exists()
-
-
-def test_an_unchanged_config_reruns_nothing(tiny_run, yamnet_tflite):
-    assert scheduled(snakemake(tiny_run, "-n", weights=yamnet_tflite)) == {}
-
-
-def test_a_downstream_change_schedules_no_activation_job(tiny_run, yamnet_tflite):
-    jobs = scheduled(snakemake(tiny_run, "-n", config={"activations": {"pool": {"stat": "max"}}}, weights=yamnet_tflite))
-    assert jobs == {"pool_activations": 14, "all": 1}
-
-
-def test_a_keyword_dataset_change_reruns_study2_only_and_no_activations(tiny_run, yamnet_tflite):
-    jobs = scheduled(snakemake(tiny_run, "-n", config={"datasets": {"commands-synth": {"seed": 5}}},
-                               weights=yamnet_tflite))
-    assert jobs == {"generate_commands_synth": 1, "build_manifest": 1, "keyword_split": 1, "keyword_waveforms": 1,
-                    "train_keyword_model": 2, "keyword_model_tables": 1, "synthesise_metamers": 3,
-                    "validate_metamers": 3, "metamer_pass_rates": 1, "listening_package": 1, "all": 1}
-
-
-def test_relu_gradient_reruns_metamer_synthesis_only(tiny_run, yamnet_tflite):
-    jobs = scheduled(snakemake(tiny_run, "-n", config={"metamers": {"synthesis": {"relu_gradient": "true"}}},
-                               weights=yamnet_tflite))
-    assert jobs == {"synthesise_metamers": 3, "validate_metamers": 3, "metamer_pass_rates": 1,
-                    "listening_package": 1, "all": 1}
-
-
-def test_a_transfer_setting_reruns_only_the_transfer(tiny_run, yamnet_tflite):
-    jobs = scheduled(snakemake(tiny_run, "-n", config={"latent": {"transfer": {"distance_space": "logits"}}},
-                               weights=yamnet_tflite))
-    assert jobs == {"transfer_statistics": 1, "all": 1}
 
 
 @pytest.mark.parametrize("override, message", [
@@ -132,7 +64,7 @@ def test_a_transfer_setting_reruns_only_the_transfer(tiny_run, yamnet_tflite):
      "dissect.calibration.threshold: -5 is less than the minimum of -1"),
 ])
 def test_a_bad_config_fails_before_any_job_naming_the_key(tmp_path, yamnet_tflite, override, message):
-    result = snakemake(tmp_path, "-n", config=override, weights=yamnet_tflite, check=False)
+    result = snakemake_cli.run(tmp_path, "-n", config=override, weights=yamnet_tflite, check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
@@ -163,22 +95,20 @@ def test_the_config_example_in_config_yaml_works(tmp_path, yamnet_tflite):
     example = """--config activations='{"batch_size": 16}'"""
     assert example in header
     entry = 'activations={"batch_size": 16}'  # the argument the shell makes of the example
-    models = "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(yamnet_tflite),
-                                                "class_map": str(Path(yamnet_tflite).with_name("yamnet_class_map.csv"))}})
-    result = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
-                             "--cores", "2", "-n", "--configfile", str(TINY), "--config", models, entry],
-                            capture_output=True, text=True)
+    result = snakemake_cli.run(tmp_path / "run", "-n", weights=yamnet_tflite, entries=(entry,), check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert scheduled(result)["extract_activations_yamnet"] == 1
-    params = subprocess.run([sys.executable, "-c", PARAMS_OF_EXTRACTION, str(REPO / "Snakefile"), str(TINY),
-                             str(tmp_path / "api"), models, entry], capture_output=True, text=True)
+    # Not a snakemake command line: the same config entries through Snakemake's API, to read the rule's params.
+    params = subprocess.run([sys.executable, "-c", PARAMS_OF_EXTRACTION, str(snakemake_cli.SNAKEFILE),
+                             str(snakemake_cli.TINY), str(tmp_path / "api"),
+                             snakemake_cli.yamnet_override(yamnet_tflite), entry], capture_output=True, text=True)
     assert params.returncode == 0, params.stderr[-3000:]
     settings = json.loads(params.stdout.split("PARAMS ", 1)[1])
     assert settings["batch_size"] == 16  # tiny.yaml says 8
 
 
 def test_missing_weights_name_the_config_key(tmp_path):
-    result = snakemake(tmp_path, "-n", weights=tmp_path / "nowhere" / "yamnet.tflite", check=False)
+    result = snakemake_cli.run(tmp_path, "-n", weights=tmp_path / "nowhere" / "yamnet.tflite", check=False)
     assert result.returncode != 0 and "models.yamnet.weights" in result.stdout + result.stderr
 
 
@@ -194,23 +124,17 @@ def test_weights_that_are_no_weights_fail_before_any_job_naming_the_key(tmp_path
     elif weights == "empty_folder":
         path.mkdir()
     workdir = tmp_path / "work"
-    result = snakemake(workdir, "-n", weights=path, check=False)
+    result = snakemake_cli.run(workdir, "-n", weights=path, check=False)
     assert result.returncode != 0
     assert f"models.yamnet.weights: {path} {problem}" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
 
 
 def test_without_weights_the_download_rule_is_scheduled(tmp_path):
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
-               "--configfile", str(TINY)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = snakemake_cli.run(tmp_path, "-n", cores=None)
     assert scheduled(result)["download_yamnet"] == 1
 
 
 def test_lint_is_clean():
-    result = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)],
-                            capture_output=True, text=True)
+    result = snakemake_cli.run(REPO, "--lint", cores=None, configfile=REPO / "config.yaml", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
