@@ -1,6 +1,9 @@
 """profiles/slurm on a real SLURM: a single-node cluster (munged, slurmctld, slurmd from Debian's packages) is
 started in a temporary folder, the whole tiny config (all three studies) runs through `--workflow-profile
-profiles/slurm`, and its results must equal those of a local run.
+profiles/slurm`, and its results must equal those of the session's local tiny run (``tiny_run``).
+
+The profile groups small jobs (its `groups:`): one SLURM job then runs several rules, and asks for the group's
+resources as snakemake sums and maxes them. The test checks each SLURM job against the jobs it ran.
 
 Needs root and `slurmctld slurmd munge` (./setup.sh installs them). Without them the test skips, unless CI is set:
 then it fails.
@@ -9,7 +12,7 @@ then it fails.
 import json
 import os
 import re
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -18,14 +21,12 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests import snakemake_cli
+from tests.conftest import unavailable
 from tests.slurm.cluster import LocalSlurm, missing_programs
-from tests.test_workflow import job_counts
 
-pytestmark = pytest.mark.workflow
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-PROFILE = REPO / "profiles" / "slurm"
+pytestmark = pytest.mark.slow
+PROFILE = snakemake_cli.PROFILES / "slurm"
 
 VENV = Path(sys.executable).parent.parent
 # What a job may legitimately do differently on SLURM: its log and benchmark (timings, host names).
@@ -51,19 +52,71 @@ def profile_partitions() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def requested_resources(output: str) -> dict[str, tuple[str, int, dict]]:
-    """SLURM job id -> (rule, threads, resources) as snakemake printed them when it submitted the job."""
-    by_job = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\n)", output):
-        match = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):\n", block, re.M)
-        job = re.search(r"^\s+jobid: (\d+)$", block, re.M)
-        if match and job and "resources:" in block:
-            threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
-            line = block.split("resources:", 1)[1].splitlines()[0]
-            by_job[job.group(1)] = (match.group(1), int(threads.group(1)) if threads else 1,
-                                    dict(re.findall(r"(\w+)=([^,]+)", line)))
-    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output)
-    return {slurm_id: by_job[job_id] for job_id, slurm_id in submitted}
+def profile_groups() -> dict[str, list[str]]:
+    """Group name -> the rules the profile puts in it."""
+    groups = {}
+    for rule, group in profile().get("groups", {}).items():
+        groups.setdefault(group, []).append(rule)
+    return groups
+
+
+JOB = re.compile(r"^([ \t]*)(?:local)?(?:rule|checkpoint) (\w+):\n"
+                 # the block's lines are indented further; the next job's time stamp or rule line ends it
+                 r"((?:[ \t]+(?!\[|(?:local)?(?:rule|checkpoint) )\S.*\n?)*)", re.M)
+GROUP = re.compile(r"^\[[^\]\n]+\] Group job (\w+) \(jobs in lexicogr\. order\):$", re.M)
+
+
+def job_blocks(output: str) -> list[dict]:
+    """Every job block in snakemake's output, in order: rule, threads, resources, jobid, wildcards, and whether
+    it is indented (the members of a group job are printed indented under their group's header)."""
+    jobs = []
+    for match in JOB.finditer(output):
+        indent, rule, text = match.groups()
+        if rule == "all" or "resources:" not in text:
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", text, re.M)
+        wildcards = re.search(r"^\s+wildcards: (.*)$", text, re.M)
+        line = text.split("resources:", 1)[1].splitlines()[0]
+        jobs.append({"rule": rule, "threads": int(threads.group(1)) if threads else 1,
+                     "resources": dict(re.findall(r"(\w+)=([^,]+)", line)),
+                     "jobid": re.search(r"^\s+jobid: (\S+)$", text, re.M).group(1),
+                     "wildcards": wildcards.group(1).strip() if wildcards else "", "member": bool(indent),
+                     "start": match.start()})
+    return jobs
+
+
+def job_key(job: dict) -> tuple[str, str]:
+    return job["rule"], job["wildcards"]
+
+
+def submitted_jobs(output: str, slurm_logs: dict[str, Path]) -> dict[str, tuple[str | None, list[dict]]]:
+    """SLURM job id -> (group name or None, the jobs it ran as :func:`job_blocks` reads them from snakemake's
+    output of a SLURM run).
+
+    A single job's submission line names its jobid. A group's names an id of its own, and the plugin submits
+    from a thread pool, so submission lines need not follow their blocks: a group job is matched to the group
+    block whose jobs (rule and wildcards) are the ones its SLURM log shows snakemake running."""
+    headers = [(match.start(), match.group(1)) for match in GROUP.finditer(output)]
+    singles, members = {}, {}  # members: header index -> the jobs printed under that header
+    for job in job_blocks(output):
+        if job["member"]:
+            members.setdefault(sum(start < job["start"] for start, _ in headers) - 1, []).append(job)
+        else:
+            singles[job["jobid"]] = job
+    groups = [{"name": headers[index][1], "jobs": jobs} for index, jobs in sorted(members.items())]
+    assert len(groups) == len(headers), "a group header without jobs"
+    by_slurm_id = {}
+    for jobid, slurm_id in re.findall(r"^Job (\S+) has been submitted with SLURM jobid (\d+)", output, re.M):
+        if jobid in singles:
+            by_slurm_id[slurm_id] = (None, [singles.pop(jobid)])
+            continue
+        ran = {job_key(job) for job in job_blocks(slurm_logs[slurm_id].read_text())}
+        matches = [group for group in groups if {job_key(job) for job in group["jobs"]} == ran]
+        assert len(matches) == 1, (slurm_id, ran, [group["name"] for group in matches])
+        groups.remove(matches[0])
+        by_slurm_id[slurm_id] = (matches[0]["name"], matches[0]["jobs"])
+    assert not singles and not groups, (singles, groups)  # every job printed was submitted
+    return by_slurm_id
 
 
 def minutes(limit: str) -> int:
@@ -74,50 +127,21 @@ def minutes(limit: str) -> int:
     return int(days or 0) * 1440 + seconds // 60
 
 
-def not_available(message: str):
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """A running single-node cluster; its daemons are stopped by pid when the module's tests are done."""
     missing = missing_programs()
     if missing:
-        not_available(f"SLURM is not installed ({', '.join(missing)} missing): ./setup.sh installs slurmctld, "
-                      "slurmd and munge")
+        unavailable(f"SLURM is not installed ({', '.join(missing)} missing): ./setup.sh installs slurmctld, "
+                    "slurmd and munge")
     if os.geteuid() != 0:
-        not_available("starting slurmd and munged needs root")
+        unavailable("starting slurmd and munged needs root")
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), profile_partitions())
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
-
-
-def snakemake_command(workdir, *flags, weights) -> list[str]:
-    return [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *flags,
-            "--configfile", str(TINY), "--config",
-            "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(weights),
-                                               "class_map": str(Path(weights).with_name("yamnet_class_map.csv"))}})]
-
-
-def snakemake(workdir, *flags, weights, env=None, timeout=2400):
-    result = subprocess.run(snakemake_command(workdir, *flags, weights=weights), capture_output=True, text=True,
-                            timeout=timeout, env={**(env or os.environ), "PYTHONHASHSEED": "0"})
-    Path(f"{workdir}.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result.stdout + result.stderr
-
-
-def start_local_run(workdir, weights) -> subprocess.Popen:
-    """The local reference run, in the background: the SLURM run mostly waits on its scheduler."""
-    with open(f"{workdir}.log", "w") as log:  # the child keeps its own copy of the file descriptor
-        return subprocess.Popen(snakemake_command(workdir, "--cores", "2", weights=weights), stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONHASHSEED": "0"})
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
@@ -156,33 +180,51 @@ MEMORY_FROM_INPUT_SIZE = {"project_layer", "project_folds"}
 
 
 def test_the_profile_maps_only_rules_of_the_workflow_to_partitions(tmp_path, yamnet_tflite):
-    """A dry run with the profile needs no SLURM: every job gets a partition, memory and a time limit."""
-    listed = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                             "--list-rules", "--configfile", str(TINY)], capture_output=True, text=True, check=True)
+    """A dry run with the profile needs no SLURM: every job gets a partition, memory and a time limit, and the
+    profile's groups only join rules of one partition."""
+    listed = snakemake_cli.run(tmp_path, "--list-rules", cores=None)
     rules = set(listed.stdout.split())
-    assert set(profile()["set-resources"]) <= rules
-    dry = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                          "--workflow-profile", str(PROFILE), "-n", "--configfile", str(TINY), "--config",
-                          "models=" + json.dumps({"yamnet": {"kind": "yamnet", "weights": str(yamnet_tflite)}})],
-                         capture_output=True, text=True)
-    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
-    jobs = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)\n\n", dry.stdout + "\n\n", re.M | re.S)
-    assert len(jobs) > 20
-    for rule, text in jobs:
-        if rule == "all":
-            continue
-        resources = dict(re.findall(r"(\w+)=([^,\n]+)", text.split("resources:", 1)[1].splitlines()[0]))
+    settings = profile()
+    assert set(settings["set-resources"]) <= rules
+    groups = profile_groups()
+    assert set(settings["groups"]) <= rules
+    # Groups span dependencies only: snakemake 9.27 merges groups with group-components again at each DAG update.
+    assert "group-components" not in settings
+    for group, members in groups.items():
+        assert len({partition_of(rule) for rule in members}) == 1, (group, members)
+    dry = snakemake_cli.run(tmp_path, "--workflow-profile", PROFILE, "-n", weights=yamnet_tflite, cores=None)
+    jobs = job_blocks(snakemake_cli.output_of(dry))
+    assert len(jobs) == sum(snakemake_cli.scheduled(dry).values()) - 1  # every job but `all`
+    assert {job["rule"] for job in jobs} >= {"pool_activations", "project_folds", "synthesise_metamers"}
+    for job in jobs:
+        rule, resources = job["rule"], job["resources"]
         assert resources["slurm_partition"] == partition_of(rule), rule
         assert int(resources["runtime"]) > 0, rule
+        # A group job is at most `cores` CPUs wide: no rule may need more on its own.
+        assert job["threads"] <= settings["cores"], rule
         if rule in MEMORY_FROM_INPUT_SIZE:  # known once the input exists: a dry run prints <TBD>
             assert resources["mem_mb"] == "<TBD>", rule
         else:
             assert int(resources["mem_mb"]) > 0, rule
 
 
-def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, yamnet_tflite):
-    on_slurm, local = tmp_path / "slurm", tmp_path / "local"
-    expected_jobs = job_counts(snakemake(on_slurm, "-n", weights=yamnet_tflite))
+def run_on_slurm(slurm, workdir: Path, weights, timeout: float = 2400):
+    """Start the tiny config through the profile on ``slurm`` in the background; returns (process, log)."""
+    log = workdir.parent / f"{workdir.name}.log"
+    with pytest.MonkeyPatch.context() as patch:  # the SLURM clients (sbatch, squeue) find this cluster
+        for key in ("SLURM_CONF", "PATH"):
+            patch.setenv(key, slurm.env[key])
+        process = snakemake_cli.start(
+            workdir, "--workflow-profile", PROFILE,
+            # This cluster has no accounting database, so no sacct: status comes from squeue.
+            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+            "--slurm-keep-successful-logs", log=log, weights=weights, cores=None)
+    return process, log
+
+
+def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, yamnet_tflite, request):
+    on_slurm = tmp_path / "slurm"
+    expected_jobs = snakemake_cli.scheduled(snakemake_cli.run(on_slurm, "-n", weights=yamnet_tflite))
     expected_jobs.pop("all")  # the target rule runs in snakemake itself, not as a SLURM job
     # The flow's projection (one per Study 1 run, for the layer the decoding picks) follows the decoding
     # checkpoint, so the dry run cannot list it.
@@ -190,47 +232,74 @@ def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, y
     expected_jobs["project_layer"] = 1
     assert {"extract_activations_yamnet", "train_flow", "synthesise_metamers", "summarise_neurons",
             "prune_by_concept"} <= set(expected_jobs)
-    local_run = start_local_run(local, yamnet_tflite)
+    process, log = run_on_slurm(slurm, on_slurm, yamnet_tflite)
     try:
-        output = snakemake(on_slurm, "--workflow-profile", str(PROFILE),
-                           # This cluster has no accounting database, so no sacct: status comes from squeue.
-                           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-                           "--slurm-keep-successful-logs", weights=yamnet_tflite, env=slurm.env)
-        local_exit = local_run.wait(timeout=2400)
+        # The SLURM run mostly waits on its scheduler: the session's local run (if not made yet) runs meanwhile.
+        local = request.getfixturevalue("tiny_run")
+        process.wait(timeout=2400)
     finally:
-        if local_run.poll() is None:  # the SLURM run failed or the local one hangs: do not leave it running
-            local_run.kill()
-            local_run.wait()
-    assert local_exit == 0, Path(f"{local}.log").read_text()[-4000:]
+        if process.poll() is None:  # the local run failed or the SLURM one hangs: do not leave it running
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+    snakemake_cli.finish(process, log)
+    output = log.read_text()
 
     # Every job went through sbatch: snakemake names the SLURM job ids, each has its SLURM log, and slurmctld
     # accepted and completed each one, in the partition and with the CPUs, memory and time the profile asks.
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", output)
-    assert len(job_ids) == sum(expected_jobs.values()), output[-4000:]
     logs = {path.stem: path for path in (on_slurm / ".snakemake" / "slurm_logs").rglob("*.log")}
-    assert set(logs) == set(job_ids)
+    assert set(logs) == set(job_ids), output[-4000:]
+    submitted = submitted_jobs(output, logs)
     controller_log = slurm.controller_log.read_text()
     queue = slurm.run("squeue", "--states=all", "--noheader", "--format=%i|%P|%k|%C|%m|%l|%T").stdout
     jobs = {fields[0]: fields[1:] for fields in (line.split("|") for line in queue.split())}
-    requested = requested_resources(output)
-    ran = {}
-    for job_id in job_ids:
+    settings, groups = profile(), profile_groups()
+    ran, group_jobs = {}, {}
+    for job_id, (group, members) in submitted.items():
         assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={job_id}\b", controller_log), job_id
         assert re.search(rf"_job_complete: JobId={job_id} done", controller_log), job_id
         partition, comment, cpus, memory, limit, state = jobs[job_id]
-        rule, threads, resources = requested[job_id]
-        assert comment.startswith(f"rule_{rule}"), (job_id, rule, comment)
-        ran[rule] = ran.get(rule, 0) + 1
-        assert state == "COMPLETED", (job_id, rule, state)
-        assert partition == resources["slurm_partition"] == partition_of(rule), (job_id, rule, partition)
-        assert int(cpus) == threads, (rule, cpus)
-        assert memory == f"{resources['mem_mb']}M", (rule, memory)
-        assert minutes(limit) == int(resources["runtime"]), (rule, limit)
-        # Inside the job, the venv's snakemake ran the rule.
-        log = logs[job_id].read_text()
-        assert f"Command: {VENV}/" in log and re.search(rf"^(?:rule|checkpoint) {rule}:$", log, re.M), log[-2000:]
-        assert "Finished job" in log, log[-2000:]
+        rules = [job["rule"] for job in members]
+        assert state == "COMPLETED", (job_id, rules, state)
+        for job in members:
+            ran[job["rule"]] = ran.get(job["rule"], 0) + 1
+            assert partition == job["resources"]["slurm_partition"] == partition_of(job["rule"]), (job_id, job)
+        threads = [job["threads"] for job in members]
+        mem_mb = [int(job["resources"]["mem_mb"]) for job in members]
+        runtime = [int(job["resources"]["runtime"]) for job in members]
+        assert memory.endswith("M"), (job_id, memory)
+        if group is None:
+            (rule,) = rules
+            assert comment.startswith(f"rule_{rule}"), (job_id, rule, comment)
+            assert int(cpus) == threads[0], (rule, cpus)
+            assert int(memory[:-1]) == mem_mb[0], (rule, memory)
+            assert minutes(limit) == runtime[0], (rule, limit)
+        else:
+            # A group job asks for its jobs together: snakemake sizes it as if the ones that do not depend on
+            # each other ran side by side, in rounds at most `cores` CPUs wide, and asks for the largest round's
+            # memory and the sum of the rounds' runtimes (plugin 2.8.0 then runs them one after another). So it
+            # asks for at least what its largest job needs, and at most: `cores` CPUs, the memory of its `cores`
+            # largest jobs together, and all its runtimes one after the other.
+            group_jobs.setdefault(group, []).append(job_id)
+            assert set(rules) <= set(groups[group]), (job_id, group, rules)
+            assert comment.startswith(f"rule_{group}_"), (job_id, group, comment)
+            assert max(threads) <= int(cpus) <= min(settings["cores"], sum(threads)), (group, rules, cpus)
+            assert max(mem_mb) <= int(memory[:-1]) <= sum(sorted(mem_mb)[-settings["cores"]:]), (group, memory)
+            assert max(runtime) <= minutes(limit) <= sum(runtime), (group, rules, limit)
+        # Inside the job, the venv's snakemake ran the rules.
+        text = logs[job_id].read_text()
+        assert f"Command: {VENV}/" in text, text[-2000:]
+        for rule in set(rules):
+            assert re.search(rf"^\s*(?:rule|checkpoint) {rule}:$", text, re.M), (rule, text[-2000:])
+        assert text.count("Finished job") >= len(rules), text[-2000:]
     assert ran == expected_jobs
+    # Grouping took effect: every group of the profile with jobs in this run was submitted as group jobs, each
+    # running several jobs.
+    grouped = {group for group, members in groups.items() if set(members) & set(expected_jobs)}
+    assert set(group_jobs) == grouped, (set(group_jobs), grouped)
+    assert all(len(submitted[job_id][1]) > 1 for ids in group_jobs.values() for job_id in ids), group_jobs
+    print(f"{len(job_ids)} SLURM jobs ran the {sum(expected_jobs.values())} jobs; groups: "
+          + ", ".join(f"{group} x{len(ids)}" for group, ids in sorted(group_jobs.items())))
 
     # The same files, with the same contents.
     slurm_files, local_files = result_files(on_slurm), result_files(local)
