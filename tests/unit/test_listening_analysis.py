@@ -223,3 +223,47 @@ def test_swapped_trials_are_left_out_of_the_conditions(tmp_path):
     assert table.loc["B/l1", "swapped"] == 1
     assert table.loc["B/l1", "n"] == 3 * 2 - 1
     assert table.loc["natural", "n"] == 3 * 2
+
+
+# Wilson 95% intervals as published: 8/10, 0/10 and 10/10 (the issue's examples; e.g. Brown, Cai & DasGupta
+# 2001), and Newcombe (1998, Stat. Med. 17:857, Table II, method 3, "score without continuity correction").
+# Published to 4 decimals, so within 5e-5. A Wald interval (8/10: 0.552..1), the continuity-corrected score
+# interval (0.442..0.965), Agresti-Coull (0.479..0.954) or a 90% z (0.541..0.931) are all off by more.
+PUBLISHED_WILSON = [(8, 10, 0.4902, 0.9433), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0),
+                    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+                    (1, 29, 0.0061, 0.1718), (29, 29, 0.8830, 1.0)]
+
+
+@pytest.mark.parametrize("correct, n, low, high", PUBLISHED_WILSON)
+def test_wilson_interval_matches_published_values(correct, n, low, high):
+    assert analysis.wilson_interval(correct, n) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_edges_and_z():
+    assert all(math.isnan(v) for v in analysis.wilson_interval(0, 0))
+    low, high = analysis.wilson_interval(0, 10)
+    assert low == 0.0 and high < 1  # never below 0 or above 1, and 0/n still has a width
+    # a wider z widens the interval around the same centre (p + z^2/2n) / (1 + z^2/n)
+    for z in (1.0, 2.5758):
+        low, high = analysis.wilson_interval(8, 10, z=z)
+        centre = (0.8 + z * z / 20) / (1 + z * z / 10)
+        assert (low + high) / 2 == pytest.approx(centre)
+    low, high = analysis.wilson_interval(8, 10, z=2.5758)
+    assert low < 0.4902 and high > 0.9433
+
+
+def test_accuracy_table_gives_the_published_interval_for_8_of_10():
+    """A condition answered right 8 times in 10 (catch and swapped trials around it left out) reports
+    0.8 with the interval 0.490..0.943: the table counts the right trials and uses the 95% Wilson interval."""
+    rows = [{"participant": 1 + i % 2, "word": "yes", "model": "A", "layer": "l1", "catch": False,
+             "swapped": False, "answer": "yes" if i < 8 else "no", "answered": True, "correct": i < 8}
+            for i in range(10)]
+    rows += [{"participant": 1, "word": "yes", "model": "A", "layer": "l1", "catch": False, "swapped": True,
+              "answer": "no", "answered": True, "correct": False},
+             {"participant": 1, "word": "no", "model": "natural", "layer": "natural", "catch": True,
+              "swapped": False, "answer": "yes", "answered": True, "correct": False}]
+    table = analysis.accuracy_table(pd.DataFrame(rows)).set_index("condition")
+    row = table.loc["A/l1"]
+    assert (row["n"], row["correct"], row["accuracy"], row["swapped"]) == (10, 8, 0.8, 1)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.4902, 0.9433), abs=5e-5)
+    assert table.loc["natural", "n"] == 0  # its only trial was a catch trial

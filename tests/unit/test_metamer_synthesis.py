@@ -77,6 +77,9 @@ def test_a_diverging_row_is_kept_and_flagged_not_fatal():
     settings = synthesis.Settings(iterations=5, learning_rate=0.01, log_every=5, seed=0)
     metamers, curve = synthesis.synthesise(forward, tones(2, 256), ["layer"], settings)
     assert not np.isfinite(curve[-1][0, 0]) and np.isfinite(curve[-1][0, 1])
+    # the diverged row is kept (same shape, its samples not finite), the other row is untouched by it
+    assert metamers.shape == (1, 2, 256)
+    assert not np.isfinite(metamers[0, 0]).all() and np.isfinite(metamers[0, 1]).all()
     table = validation.validate(np.array([[np.nan], [1.0]]), np.array([[1.0], [1.0]]), np.array([0, 1]),
                                 np.array([0, 1]), {"spearman": 0, "pearson": 0, "snr_db": 0})
     assert table.loc[0, "diverged"] and not table.loc[0, "passed"] and "diverged" in table.loc[0, "reason"]

@@ -145,3 +145,73 @@ def test_keyword_networks_never_early_stop_on_test_clips():
     np.testing.assert_array_equal(validation_mask(masks), masks["val"])
     with pytest.raises(ValueError, match="metamers.split.val_fraction"):
         validation_mask({**masks, "val": np.zeros(4, bool)})
+
+
+def keyword_set(folder, speakers=8, per_word=6):
+    """Two "words" (a 0.3-s tone burst near 400 Hz or near 2.4 kHz at a random time in one second of noise),
+    spoken by eight "voices" that shift every frequency by 0.8 to 1.2; waveforms.h5 and split.csv as the
+    workflow writes them, split by voice: s0-s4 train, s5 validation, s6 and s7 (the highest voices, outside
+    the training range) test."""
+    import h5py
+    import pandas as pd
+
+    from audioprobe.io.store import STRING
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    waves, clip_id, word, group = [], [], [], []
+    for speaker in range(speakers):
+        shift = 0.8 + 0.4 * speaker / (speakers - 1)
+        for name, frequency in (("low", 400.0), ("high", 2400.0)):
+            for index in range(per_word):
+                start = rng.uniform(0.1, 0.6)
+                burst = ((t > start) & (t < start + 0.3)) * np.sin(2 * np.pi * frequency * shift * t + rng.uniform(0, 6.3))
+                x = burst + 0.3 * rng.standard_normal(t.size)
+                waves.append((0.1 * x / np.abs(x).max()).astype(np.float32))
+                clip_id.append(f"{name}_s{speaker}_{index}")
+                word.append(name)
+                group.append(f"s{speaker}")
+    with h5py.File(folder / "waveforms.h5", "w") as file:
+        file.create_dataset("waveforms", data=np.stack(waves))
+        for key, values in (("clip_id", clip_id), ("word", word), ("group", group)):
+            file.create_dataset(key, data=np.array(values, dtype=object), dtype=STRING)
+        file.create_dataset("silent", data=np.zeros(len(clip_id), bool))
+        file.create_dataset("clipped", data=np.zeros(len(clip_id), bool))
+        file.attrs["complete"] = True
+    split = {"s5": "val", "s6": "test", "s7": "test"}
+    pd.DataFrame({"clip_id": clip_id, "group": group, "split": [split.get(g, "train") for g in group]}).to_csv(
+        folder / "split.csv", index=False)
+    return np.stack(waves), np.array(word), np.array(group)
+
+
+def test_a_keyword_network_recognises_held_out_voices(tmp_path, monkeypatch):
+    """The training step as the workflow runs it (front end, conv2d, early stopping on the validation voice)
+    on a task a few epochs learn: accuracy on the two held-out voices is far above chance (1/2), on exactly
+    the 24 test clips (not the 60 training or 12 validation ones), and the saved network, loaded as
+    synthesis loads it, names the right word for every test clip. The tiny workflow run cannot show this:
+    3 epochs on 10 training clips stay at chance (tests/test_study2.py)."""
+    import json
+    from types import SimpleNamespace
+
+    from audioprobe.metamers import steps
+
+    waves, word, group = keyword_set(tmp_path)
+    # each workflow job sets its thread count in a fresh process; here TensorFlow is already running
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda threads: None)
+    out = SimpleNamespace(weights=tmp_path / "conv2d.weights.h5", history=tmp_path / "history.csv",
+                          evaluation=tmp_path / "evaluation.json")
+    model = {"arch": "conv2d", "frontend": {"kind": "cochleagram", "n": 10, "sample_factor": 1, "kernel_taps": 161},
+             "groups": 8, "sizes": "seed"}
+    training = {"epochs": 5, "batch_size": 8, "learning_rate": 1e-3, "patience": 6, "seed": 0}
+    steps.train_keyword_model_step(tmp_path / "waveforms.h5", tmp_path / "split.csv", out, model=model,
+                                   training=training, threads=1)
+    evaluation = json.loads(out.evaluation.read_text())
+    test = evaluation["test"]
+    assert test["n"] == 24 and test["per_class_n"] == {"high": 12, "low": 12}
+    assert test["accuracy"] >= 0.9  # chance is 0.5; 22 of 24 right has a Wilson lower bound of 0.74
+    assert min(test["per_class"].values()) >= 0.75
+    held_out = np.isin(group, ["s6", "s7"])
+    net = steps.load_network({**model, "kind": "keyword"}, SimpleNamespace(weights=out.weights,
+                                                                           evaluation=out.evaluation), 16000, 1)
+    predicted = np.array(evaluation["class_names"])[net.predict(waves[held_out])]
+    assert np.mean(predicted == word[held_out]) == test["accuracy"]
