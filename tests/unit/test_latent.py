@@ -211,6 +211,10 @@ def test_cv_folds_leave_the_test_split_out_and_keep_recordings_whole():
     outside = split.loc[split["split"] != "test", "clip_id"]
     assert list(folds["clip_id"]) == list(outside)
     assert folds.groupby("group")["fold"].nunique().max() == 1 and set(folds["fold"]) == {0, 1, 2, 3}
+    # the groups are the clips' recordings (from the clips table, not the folds' own column): none spans two folds
+    recording = clips.set_index("clip_id").loc[folds["clip_id"], "group"].to_numpy()
+    assert list(folds["group"]) == list(recording)
+    assert folds.assign(recording=recording).groupby("recording")["fold"].nunique().max() == 1
     combos = clips.set_index("clip_id").loc[folds["clip_id"], ["label_material", "label_action"]]
     per_fold = combos.assign(fold=folds["fold"].to_numpy()).groupby("fold").nunique()
     assert (per_fold["label_material"] == 3).all()  # stratified: every fold holds every material
