@@ -59,6 +59,12 @@ def tone(seconds=1.0, rate=16000, freq=440.0, channels=1):
 
 # --- finished workflow runs, shared by the whole session ------------------------------------------------------
 
+def pytest_collection_modifyitems(items):
+    """The SLURM run goes first: it mostly waits on its scheduler, so the session's local tiny runs, which it
+    starts after its own, fill the cores meanwhile instead of running before it."""
+    items.sort(key=lambda item: item.path.name != "test_slurm.py")  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def second_run(tmp_path_factory, yamnet_tflite):
     """Another clean tiny run for the determinism test, in the background with a random PYTHONHASHSEED (as
