@@ -57,6 +57,28 @@ def tone(seconds=1.0, rate=16000, freq=440.0, channels=1):
     return mono if channels == 1 else np.stack([mono] * channels, axis=1)
 
 
+def unfolded_yamnet_variables(weights, seed=0) -> dict[str, np.ndarray]:
+    """Unfolded variables named as in YAMNet's Keras model (as TF Hub's SavedModel has them), whose batch norm
+    folds back into ``weights``."""
+    from audioprobe.models.yamnet_weights import BATCHNORM_EPSILON
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for index, parts in enumerate(weights.layers, start=1):
+        for part, (kernel, bias) in parts.items():
+            name = f"layer{index}/{'conv' if part == 'conv' else part + '_conv'}"
+            channels = bias.shape[0]
+            mean = rng.normal(size=channels).astype(np.float32)
+            variance = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+            scale = 1 / np.sqrt(variance + BATCHNORM_EPSILON)
+            axis = (None, None, slice(None), None) if part == "depthwise" else (None, None, None, slice(None))
+            out[f"{name}/{'depthwise_kernel' if part == 'depthwise' else 'kernel'}"] = kernel / scale[axis]
+            out[f"{name}/bn/beta"] = bias + mean * scale
+            out[f"{name}/bn/moving_mean"], out[f"{name}/bn/moving_variance"] = mean, variance
+    out["logits/kernel"], out["logits/bias"] = weights.logits
+    return out
+
+
 # --- finished workflow runs, shared by the whole session ------------------------------------------------------
 
 def pytest_collection_modifyitems(items):

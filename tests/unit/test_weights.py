@@ -11,7 +11,7 @@ import yaml
 
 from audioprobe import models
 from audioprobe.io.download import WeightsChanged, verify_weights
-from tests.conftest import REPO
+from tests.conftest import REPO, unfolded_yamnet_variables
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 RECORDED_SHA256 = SCHEMA["$defs"]["model"]["properties"]["sha256"]["default"]
@@ -206,33 +206,11 @@ def test_the_sha256_check_costs_milliseconds(yamnet_tflite):
 
 # --- SavedModel folders and TF Hub -----------------------------------------------------------------------------
 
-def yamnet_variables(weights, seed=0) -> dict[str, np.ndarray]:
-    """Unfolded variables named as in YAMNet's Keras model (as TF Hub's SavedModel has them), whose batch norm
-    folds back into ``weights``."""
-    from audioprobe.models.yamnet_weights import BATCHNORM_EPSILON
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for index, parts in enumerate(weights.layers, start=1):
-        for part, (kernel, bias) in parts.items():
-            name = f"layer{index}/{'conv' if part == 'conv' else part + '_conv'}"
-            channels = bias.shape[0]
-            mean = rng.normal(size=channels).astype(np.float32)
-            variance = rng.uniform(0.5, 2.0, channels).astype(np.float32)
-            scale = 1 / np.sqrt(variance + BATCHNORM_EPSILON)
-            axis = (None, None, slice(None), None) if part == "depthwise" else (None, None, None, slice(None))
-            out[f"{name}/{'depthwise_kernel' if part == 'depthwise' else 'kernel'}"] = kernel / scale[axis]
-            out[f"{name}/bn/beta"] = bias + mean * scale
-            out[f"{name}/bn/moving_mean"], out[f"{name}/bn/moving_variance"] = mean, variance
-    out["logits/kernel"], out["logits/bias"] = weights.logits
-    return out
-
-
 @pytest.fixture(scope="module")
 def saved_model(tf, weights, tmp_path_factory):
     folder = tmp_path_factory.mktemp("savedmodel") / "yamnet"
     module = tf.Module()
-    module.weights_list = [tf.Variable(value, name=name) for name, value in yamnet_variables(weights).items()]
+    module.weights_list = [tf.Variable(value, name=name) for name, value in unfolded_yamnet_variables(weights).items()]
     tf.saved_model.save(module, str(folder))
     assert (folder / "saved_model.pb").is_file()
     return folder

@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import require, shared_path
+from tests.conftest import require, shared_path, unfolded_yamnet_variables
 
 tf = require("tensorflow")
 
@@ -210,22 +210,12 @@ def test_unknown_layers_are_named(tflite_model):
 
 def test_keras_h5_weights_are_folded_like_the_export(weights, tmp_path):
     """A yamnet.h5 laid out as Keras saves it (unfolded batch norm) gives the same folded weights."""
-    rng = np.random.default_rng(0)
     path = tmp_path / "yamnet.h5"
     with h5py.File(path, "w") as h5:
-        for index, parts in enumerate(weights.layers, start=1):
-            for part, (kernel, bias) in parts.items():
-                name = f"layer{index}/{'conv' if part == 'conv' else part + '_conv'}"
-                channels = bias.shape[0]
-                mean = rng.normal(size=channels).astype(np.float32)
-                variance = rng.uniform(0.5, 2.0, channels).astype(np.float32)
-                scale = 1 / np.sqrt(variance + yamnet_weights.BATCHNORM_EPSILON)
-                axis = (None, None, slice(None), None) if part == "depthwise" else (None, None, None, slice(None))
-                group = h5.create_group(f"{name}/{name}")
-                group[("depthwise_kernel" if part == "depthwise" else "kernel") + ":0"] = kernel / scale[axis]
-                bn = h5.create_group(f"{name}/bn/{name}/bn")
-                bn["beta:0"], bn["moving_mean:0"], bn["moving_variance:0"] = bias + mean * scale, mean, variance
-        h5["dense/dense/kernel:0"], h5["dense/dense/bias:0"] = weights.logits
+        for key, value in unfolded_yamnet_variables(weights).items():
+            prefix, leaf = key.rsplit("/", 1)
+            prefix = "dense" if prefix == "logits" else prefix  # Keras nests each layer's name twice
+            h5[f"{prefix}/{prefix}/{leaf}:0"] = value
     loaded = yamnet_weights.load_weights(str(path))
     for ours, theirs in zip(loaded.layers, weights.layers):
         for part in theirs:
