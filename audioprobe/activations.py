@@ -35,8 +35,7 @@ def model_layer_shape(model_config: dict, layer: str, clip_seconds: float) -> tu
         raise ValueError(f"model kind {kind!r} has no layer {layer!r}")
     from audioprobe.models import yamnet
 
-    samples = clip_samples(clip_seconds, models.sample_rate(kind))
-    return (yamnet.patches_for(samples), *yamnet.conv_output_shapes()[yamnet.LAYERS.index(layer)])
+    return yamnet.layer_shape(layer, clip_samples(clip_seconds, models.sample_rate(kind)))
 
 
 def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_seconds: float,

@@ -57,14 +57,18 @@ def _resolve(node: dict, root: dict) -> dict:
     return node
 
 
+def _matching_then(node: dict, value: dict) -> list[dict]:
+    """The ``then`` of every allOf branch of ``node`` whose if-condition (consts on properties) ``value`` meets."""
+    return [branch.get("then", {}) for branch in node.get("allOf", [])
+            if all(value.get(k) == c.get("const") for k, c in branch.get("if", {}).get("properties", {}).items())]
+
+
 def _fill(value, node: dict, root: dict) -> None:
     node = _resolve(node, root)
     if not isinstance(value, dict):
         return
-    for branch in node.get("allOf", []):  # first, so that a kind's own defaults win over the general ones
-        condition = branch.get("if", {}).get("properties", {})
-        if all(value.get(k) == c.get("const") for k, c in condition.items()):
-            _fill(value, branch.get("then", {}), root)
+    for then in _matching_then(node, value):  # first, so that a kind's own defaults win over the general ones
+        _fill(value, then, root)
     for key, sub in node.get("properties", {}).items():
         if not isinstance(sub, dict):
             continue
@@ -210,10 +214,8 @@ def _branches(value: dict, node: dict, root: dict) -> list[dict]:
     found = []
     for alternative in _alternatives(node, root):
         found.append(alternative)
-        for branch in alternative.get("allOf", []):
-            condition = branch.get("if", {}).get("properties", {})
-            if all(value.get(k) == c.get("const") for k, c in condition.items()):
-                found += _alternatives(branch.get("then", {}), root)
+        for then in _matching_then(alternative, value):
+            found += _alternatives(then, root)
     return found
 
 

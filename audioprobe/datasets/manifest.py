@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.io import audio
+from audioprobe.io.atomic import is_within
 
 BASE_COLUMNS = ["clip_id", "path", "offset", "duration", "sample_rate", "channels", "group"]
 LABEL_PREFIX = "label_"
@@ -65,8 +66,7 @@ class IngestResult:
 def inside(root_real, path) -> bool:
     """Whether ``path``, with every symbolic link resolved, is the folder ``root_real`` (a real path) or
     lies under it."""
-    real, root_real = os.path.realpath(path), os.fspath(root_real)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    return is_within(os.path.realpath(path), os.fspath(root_real))
 
 
 def safe_join(root, relative: str) -> Path:

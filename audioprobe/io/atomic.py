@@ -16,7 +16,8 @@ class OutsideResultsError(PermissionError):
     """A write under ``results/`` whose real folder is outside it (a symbolic link leads out)."""
 
 
-def _inside(path: str, folder: str) -> bool:
+def is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (plain paths: resolve links first where they matter)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
@@ -32,12 +33,12 @@ def check_inside_results(path) -> None:
     real_results = os.path.realpath(results)
     folder = os.path.dirname(target)
     real = os.path.realpath(folder)
-    if _inside(real, real_results):
+    if is_within(real, real_results):
         return
     link = results
     for part in Path(folder).relative_to(results).parts:
         link = os.path.join(link, part)
-        if not _inside(os.path.realpath(link), real_results):
+        if not is_within(os.path.realpath(link), real_results):
             break
     try:
         points_to = f" -> {os.readlink(link)}"
@@ -65,7 +66,7 @@ def links_leaving(root=RESULTS) -> list[tuple[str, str]]:
             for entry in entries:
                 if entry.is_symlink():
                     real = os.path.realpath(entry.path)
-                    if not _inside(real, real_root):
+                    if not is_within(real, real_root):
                         out.append((entry.path, real))
                 elif entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)

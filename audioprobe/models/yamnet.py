@@ -69,6 +69,11 @@ def patches_for(samples: int) -> int:
     return 1 + (padded_length(samples) - MIN_SAMPLES) // PATCH_HOP_SAMPLES
 
 
+def layer_shape(layer: str, clip_samples: int) -> tuple[int, ...]:
+    """(patches, time, freq, channels) of ``layer`` for a clip of ``clip_samples``: no weights needed."""
+    return (patches_for(clip_samples), *conv_output_shapes()[LAYERS.index(layer)])
+
+
 def conv_output_shapes() -> list[tuple[int, int, int]]:
     """(time, freq, channels) of each conv layer for one 96 x 64 patch."""
     time, freq, shapes = PATCH_FRAMES, MEL_BANDS, []
@@ -139,7 +144,7 @@ class Yamnet(ModelAdapter):
 
     def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
         self.check_layers([layer])
-        return (patches_for(clip_samples), *self._shapes[LAYERS.index(layer)])
+        return layer_shape(layer, clip_samples)
 
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
