@@ -155,15 +155,18 @@ def factor_loss(z_a: torch.Tensor, logdet_a: torch.Tensor, z_b: torch.Tensor, lo
 
 
 def sample_pairs(labels: np.ndarray, batch: int, rng: np.random.Generator,
-                 pairing: str = "balanced") -> tuple[np.ndarray, np.ndarray]:
+                 pairing: str = "balanced", partners: PartnerTable | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (idx_a, idx_b) of ``batch`` pairs; a is uniform over the rows.
 
     "uniform": b is uniform too (the original), so for a factor with k balanced classes only 1/k of the
     pairs share it. "balanced": for each pair and independently for each factor, b shares that factor
     with probability 1/2, drawn uniformly among the other rows that match the drawn same/different
-    pattern; where no row matches, b falls back to uniform.
+    pattern; where no row matches, b falls back to uniform. ``partners`` (a :class:`PartnerTable` of the
+    same ``labels``) saves rebuilding the candidate rows on every call: training draws thousands of batches.
     """
-    labels = _check_labels(labels, "labels")
+    if partners is None:
+        labels = _check_labels(labels, "labels")
     batch = _check_int("batch", batch, 1)
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy Generator, e.g. np.random.default_rng(seed)")
@@ -172,35 +175,52 @@ def sample_pairs(labels: np.ndarray, batch: int, rng: np.random.Generator,
     idx_a = rng.integers(len(labels), size=batch)
     if pairing == "uniform":
         return idx_a, rng.integers(len(labels), size=batch)
-    return idx_a, _balanced_partners(labels, idx_a, rng)
+    return idx_a, (partners or PartnerTable(labels)).draw(idx_a, rng)
 
 
-def _balanced_partners(labels: np.ndarray, idx_a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    n_factors = labels.shape[1]
-    cells, cell_of = np.unique(labels, axis=0, return_inverse=True)  # a cell = one combination of classes
-    cell_of = cell_of.reshape(-1)
-    want_same = rng.random((len(idx_a), n_factors)) < 0.5
-    patterns = 2 ** n_factors
-    keys = cell_of[idx_a] * patterns + want_same @ (1 << np.arange(n_factors))
-    idx_b = np.empty_like(idx_a)
-    for key in np.unique(keys):
-        rows = np.flatnonzero(keys == key)
-        cell, pattern = divmod(int(key), patterns)
-        same = ((pattern >> np.arange(n_factors)) & 1) == 1
-        matching_cells = np.all((cells == cells[cell]) == same, axis=1)
-        candidates = np.flatnonzero(matching_cells[cell_of])
-        if same.all():  # the candidates are a's own cell: leave a out, a pair with itself teaches nothing
-            if len(candidates) > 1:
-                pick = rng.integers(len(candidates) - 1, size=len(rows))
-                pick += pick >= np.searchsorted(candidates, idx_a[rows])
-                idx_b[rows] = candidates[pick]
-                continue
-            candidates = np.empty(0, dtype=candidates.dtype)
-        if len(candidates):
-            idx_b[rows] = candidates[rng.integers(len(candidates), size=len(rows))]
-        else:
-            idx_b[rows] = rng.integers(len(labels), size=len(rows))
-    return idx_b
+class PartnerTable:
+    """The rows a balanced pair's b may come from, for each cell (one combination of classes) of a and each
+    same/different pattern over the factors; built once per label matrix, each candidate list on first use.
+
+    Lists are sorted row indices, so draws are the same whether or not a table is reused."""
+
+    def __init__(self, labels: np.ndarray):
+        labels = _check_labels(labels, "labels")
+        self.n_rows, self.n_factors = labels.shape
+        self.cells, cell_of = np.unique(labels, axis=0, return_inverse=True)
+        self.cell_of = cell_of.reshape(-1)
+        self.patterns = 2 ** self.n_factors
+        self._candidates: dict[int, np.ndarray] = {}
+
+    def candidates(self, key: int) -> np.ndarray:
+        """Rows matching a's cell on exactly the factors that ``key``'s pattern marks as shared."""
+        if key not in self._candidates:
+            cell, pattern = divmod(key, self.patterns)
+            same = ((pattern >> np.arange(self.n_factors)) & 1) == 1
+            matching_cells = np.all((self.cells == self.cells[cell]) == same, axis=1)
+            self._candidates[key] = np.flatnonzero(matching_cells[self.cell_of])
+        return self._candidates[key]
+
+    def draw(self, idx_a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        want_same = rng.random((len(idx_a), self.n_factors)) < 0.5
+        keys = self.cell_of[idx_a] * self.patterns + want_same @ (1 << np.arange(self.n_factors))
+        idx_b = np.empty_like(idx_a)
+        for key in np.unique(keys):
+            rows = np.flatnonzero(keys == key)
+            candidates = self.candidates(int(key))
+            if int(key) % self.patterns == self.patterns - 1:
+                # the candidates are a's own cell: leave a out, a pair with itself teaches nothing
+                if len(candidates) > 1:
+                    pick = rng.integers(len(candidates) - 1, size=len(rows))
+                    pick += pick >= np.searchsorted(candidates, idx_a[rows])
+                    idx_b[rows] = candidates[pick]
+                    continue
+                candidates = candidates[:0]
+            if len(candidates):
+                idx_b[rows] = candidates[rng.integers(len(candidates), size=len(rows))]
+            else:
+                idx_b[rows] = rng.integers(self.n_rows, size=len(rows))
+        return idx_b
 
 
 def pair_loss(flow: Transform, x: torch.Tensor, labels: np.ndarray, idx_a: np.ndarray, idx_b: np.ndarray,
@@ -259,6 +279,7 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray 
     rng = np.random.default_rng(train_seed)
     val_pairs = sample_pairs(y_val, max(len(y_val), MIN_VALIDATION_PAIRS), np.random.default_rng(val_seed),
                              pairing) if validate else None
+    partners = PartnerTable(y_train)
     batches = max(1, len(x_train) // batch_size)
     if log:
         log.info("flow: %d training rows, %d dimensions, %d factors; %d batches of %d pairs per epoch",
@@ -272,7 +293,8 @@ def train_flow(z_train: np.ndarray, labels_train: np.ndarray, z_val: np.ndarray 
         flow.train()
         losses = []
         for _ in range(batches):
-            loss = pair_loss(flow, train_tensor, y_train, *sample_pairs(y_train, batch_size, rng, pairing), sigma)
+            loss = pair_loss(flow, train_tensor, y_train, *sample_pairs(y_train, batch_size, rng, pairing, partners),
+                             sigma)
             losses.append(loss.item())
             _check_diverged(losses[-1], "training", epoch, learning_rate)
             optimizer.zero_grad()

@@ -129,6 +129,21 @@ def test_balanced_pairs_share_each_factor_half_of_the_time():
     assert (labels[idx_a, 0] == labels[idx_b, 0]).mean() == pytest.approx(1 / 6, abs=0.03)
 
 
+def test_a_reused_partner_table_draws_the_same_pairs_as_a_fresh_one():
+    """Training builds the table once (per-batch rebuilding grew with the rows); the draws must not change."""
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.integers(6, size=900), rng.integers(4, size=900)], axis=1)
+    labels[:3] = [5, 3]  # a small cell, so the own-cell draws leave a out of few candidates
+    table = F.PartnerTable(labels)
+    draws = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(5):  # one table over successive batches, as train_flow uses it
+        fresh = F.sample_pairs(labels, 300, draws[0], "balanced")
+        reused = F.sample_pairs(labels, 300, draws[1], "balanced", table)
+        np.testing.assert_array_equal(fresh[0], reused[0])
+        np.testing.assert_array_equal(fresh[1], reused[1])
+    assert len(table._candidates) > 1
+
+
 def test_pairs_are_reproducible_and_fall_back_to_uniform_without_candidates():
     labels = np.array([[0, 0]] * 5 + [[1, 1]] * 5)  # the factors never differ independently
     first = F.sample_pairs(labels, 500, np.random.default_rng(3))
