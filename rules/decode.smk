@@ -48,6 +48,7 @@ rule project_layer:
         "results/benchmarks/project_layer/{model}/{dataset}/{layer}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: 2  # BLAS products; Snakemake sets OPENBLAS_NUM_THREADS to a rule's threads (1 if undeclared)
     resources:
         mem_mb=projection_mem_mb,
         runtime=30,
@@ -98,6 +99,7 @@ rule project_folds:
         "results/benchmarks/project_folds/{model}/{dataset}/{layer}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: 2  # BLAS products; Snakemake sets OPENBLAS_NUM_THREADS to a rule's threads (1 if undeclared)
     resources:
         mem_mb=projection_mem_mb,
         runtime=60,
@@ -155,6 +157,7 @@ checkpoint decode_layers:
         "results/benchmarks/decode_layers/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
+    threads: 2  # the neighbour search's float32 products
     resources:
         mem_mb=2000,
         runtime=30,

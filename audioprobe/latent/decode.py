@@ -109,7 +109,7 @@ def decode_factor(features, labels, groups, *, k: int = 3, metric: str = "euclid
         raise ValueError(f"features have {len(x)} rows but there are {len(labels)} labels; give one row "
                          "per clip")
     folds = group_folds(groups, labels, n_folds, seed)
-    table = _score_folds(_neighbours(x, folds, k=k, metric=metric), labels, folds)
+    table = _score_folds(fold_neighbours(x, folds, k=k, metric=metric), labels, folds)
     table["split"] = describe_split(n_folds, group_by)
     return table
 
@@ -147,17 +147,11 @@ def decode_layers(features: dict, factors: dict, groups, *, folds=None, k: int =
     fixes the folds for every factor; without it each factor gets its own :func:`group_folds`.
     Returns columns layer, factor, fold, accuracy, balanced_accuracy, majority_chance,
     majority_chance_balanced, n_train, n_test, missing_in_training, split, decoded_on; rows ordered by
-    factor, then layer (in the order given), then fold.
+    factor, then layer (in the order given), then fold. To also compute the permutation null, call
+    :func:`decode_with_null`: it finds the neighbours once for both.
     """
-    arrays, factors, groups = _check_layers(features, factors, groups, folds)
-    frames = []
-    for factor, labels in factors.items():
-        fold_list = _folds_for(folds, groups, labels, n_folds, seed, factor)
-        text = split or describe_split(len(fold_list), group_by)
-        for layer, x in arrays.items():
-            table = _score_folds(_neighbours(x, fold_list, k=k, metric=metric), labels, fold_list)
-            frames.append(table.assign(layer=layer, factor=str(factor), split=text, decoded_on=decoded_on))
-    return pd.concat(frames, ignore_index=True)[DECODE_COLUMNS]
+    return _decode(features, factors, groups, folds=folds, k=k, metric=metric, n_folds=n_folds, seed=seed,
+                   permutations=None, text=(group_by, split, decoded_on))[0]
 
 
 def null_distribution(features: dict, factors: dict, groups, *, permutations: int, folds=None, k: int = 3,
@@ -173,23 +167,75 @@ def null_distribution(features: dict, factors: dict, groups, *, permutations: in
     null_unit ("recording", or "clip" where some group mixes labels; a warning then names the groups).
     """
     permutations = _check_count(permutations, "permutations")
+    return _decode(features, factors, groups, folds=folds, k=k, metric=metric, n_folds=n_folds, seed=seed,
+                   permutations=permutations, text=None)[1]
+
+
+def decode_with_null(features: dict, factors: dict, groups, *, permutations: int, folds=None, k: int = 3,
+                     metric: str = "euclidean", n_folds: int = 10, seed: int = 0, group_by: str = "source recording",
+                     split: str | None = None, decoded_on: str = "all clips given") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(decode_layers(...), null_distribution(...))`` with the same arguments, equal to those two calls, in one
+    pass: each layer's neighbours are found once and serve the decoding and the null of every factor (with
+    ``folds`` given every factor shares the folds, so once per layer; otherwise once per layer and factor)."""
+    permutations = _check_count(permutations, "permutations")
+    return _decode(features, factors, groups, folds=folds, k=k, metric=metric, n_folds=n_folds, seed=seed,
+                   permutations=permutations, text=(group_by, split, decoded_on))
+
+
+def _decode(features, factors, groups, *, folds, k, metric, n_folds, seed, permutations, text):
+    """The decoding table (when ``text`` = (group_by, split, decoded_on) is given) and the null (when
+    ``permutations`` is), layer by layer, with one neighbour search per layer and set of folds."""
     arrays, factors, groups = _check_layers(features, factors, groups, folds)
-    frames = []
-    streams = np.random.SeedSequence(_check_seed(seed)).spawn(len(factors))
-    for (factor, labels), stream in zip(factors.items(), streams):
-        fold_list = _folds_for(folds, groups, labels, n_folds, seed, factor)
-        codes, n_classes = _codes(labels)
-        design = null_design(codes, groups, fold_list)
-        _log_design(design, factor)
-        shuffled = permuted_labels(codes, groups, permutations, np.random.default_rng(stream), fold_list)
-        for layer, x in arrays.items():
-            neighbours = _neighbours(x, fold_list, k=k, metric=metric)
-            accuracy = np.mean([np.mean(_vote(shuffled[:, nearest], n_classes) == shuffled[:, test], axis=1)
-                                for nearest, (_, test) in zip(neighbours, fold_list)], axis=0)
-            frames.append(pd.DataFrame({"layer": layer, "factor": str(factor),
-                                        "permutation": np.arange(permutations), "accuracy": accuracy,
-                                        "null_unit": design.unit}))
-    return pd.concat(frames, ignore_index=True)
+    if permutations is not None:
+        streams = np.random.SeedSequence(_check_seed(seed)).spawn(len(factors))
+    fold_lists, shuffles = {}, {}
+    for i, (factor, labels) in enumerate(factors.items()):
+        fold_lists[factor] = _folds_for(folds, groups, labels, n_folds, seed, factor)
+        if permutations is not None:
+            shuffles[factor] = _shuffled_codes(labels, groups, fold_lists[factor], permutations,
+                                               streams[i], factor)
+    tables, nulls = {}, {}
+    for layer, x in arrays.items():
+        found = {}
+        for factor, labels in factors.items():
+            shared = "every factor" if folds is not None else factor  # the same folds: the same neighbours
+            if shared not in found:
+                found[shared] = fold_neighbours(x, fold_lists[factor], k=k, metric=metric)
+            if text is not None:
+                tables[factor, layer] = _decoded_table(found[shared], labels, fold_lists[factor], layer,
+                                                       factor, text)
+            if permutations is not None:
+                nulls[factor, layer] = _null_table(found[shared], shuffles[factor], fold_lists[factor], layer,
+                                                   factor)
+    order = [(factor, layer) for factor in factors for layer in arrays]
+    table = pd.concat([tables[key] for key in order], ignore_index=True)[DECODE_COLUMNS] if tables else None
+    null = pd.concat([nulls[key] for key in order], ignore_index=True) if nulls else None
+    return table, null
+
+
+def _decoded_table(neighbours, labels, folds, layer, factor, text) -> pd.DataFrame:
+    group_by, split, decoded_on = text
+    return _score_folds(neighbours, labels, folds).assign(
+        layer=layer, factor=str(factor), split=split or describe_split(len(folds), group_by), decoded_on=decoded_on)
+
+
+def _shuffled_codes(labels, groups, folds, permutations, stream, factor):
+    """[permutations, N] shuffled class codes (in the smallest integer type that holds them: one byte per
+    clip and permutation for up to 255 classes), the class count and the null's unit."""
+    codes, n_classes = _codes(labels)
+    design = null_design(codes, groups, folds)
+    _log_design(design, factor)
+    small = codes.astype(np.min_scalar_type(n_classes))
+    shuffled = permuted_labels(small, groups, permutations, np.random.default_rng(stream), folds)
+    return shuffled, n_classes, design.unit
+
+
+def _null_table(neighbours, shuffle, folds, layer, factor) -> pd.DataFrame:
+    shuffled, n_classes, unit = shuffle
+    accuracy = np.mean([_null_fold_accuracy(shuffled, nearest, test, n_classes)
+                        for nearest, (_, test) in zip(neighbours, folds)], axis=0)
+    return pd.DataFrame({"layer": layer, "factor": str(factor), "permutation": np.arange(len(shuffled)),
+                         "accuracy": accuracy, "null_unit": unit})
 
 
 @dataclass
@@ -443,13 +489,28 @@ def plot_decoding(summary: pd.DataFrame, path) -> None:
     save_figure(figure, target)
 
 
-def _neighbours(x: np.ndarray, folds, *, k: int, metric: str) -> list[np.ndarray]:
+BLAS_METRICS = ("euclidean", "cosine")
+SCREEN_BLOCK_BYTES = 64 * 2**20
+EXACT_PAIRS = 2**16
+VOTE_ELEMENTS = 2**20
+VOTE_TABLE_SIZE = 2**20
+_FLOAT32_UNIT = 2.0 ** -24
+PADDING_SCORE = 1e30  # far above any real score: scaled values are below 1 in magnitude
+
+
+def fold_neighbours(x, folds, *, k: int, metric: str = "euclidean",
+                    block_bytes: int = SCREEN_BLOCK_BYTES) -> list[np.ndarray]:
     """Per fold, [n_test, k] indices (into all clips) of each test clip's k nearest training clips.
 
-    ``x`` is [N, D] (one feature matrix for every fold) or [F, N, D] (fold f uses x[f]).
+    ``x`` is [N, D] (one feature matrix for every fold) or [F, N, D] (fold f uses x[f]); ``folds`` holds
+    ``(train_idx, test_idx)`` pairs. Euclidean and cosine neighbours come from :func:`nearest_points`:
+    float32 matrix products (multi-threaded BLAS) in blocks of at most ``block_bytes`` of scores, then
+    float64 distances for every candidate that float32 rounding could place among the k nearest, so neither
+    the precision nor ``block_bytes`` changes the result. Tie rule: among training clips at exactly the same
+    distance the one with the smaller index is nearer. That is scikit-learn's brute-force result wherever no
+    exact tie straddles the k-th place; at such a tie scikit-learn has no fixed rule (its choice changes with
+    the data size and the thread count). Other metrics (manhattan) use scikit-learn, with its tie handling.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number of neighbours, got {k!r}")
     smallest = min(len(train) for train, _ in folds)
@@ -459,16 +520,175 @@ def _neighbours(x: np.ndarray, folds, *, k: int, metric: str) -> list[np.ndarray
     out = []
     for f, (train, test) in enumerate(folds):
         values = x[f] if x.ndim == 3 else x
-        search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(values[train])
-        out.append(train[search.kneighbors(values[test], return_distance=False)])
+        out.append(train[nearest_points(values[test], values[train], k=k, metric=metric, block_bytes=block_bytes)])
     return out
+
+
+def nearest_points(queries, points, *, k: int, metric: str = "euclidean",
+                   block_bytes: int = SCREEN_BLOCK_BYTES) -> np.ndarray:
+    """[n_queries, k] row indices of ``points`` nearest to each query, nearest first; equal distances go to
+    the lower index.
+
+    Euclidean and cosine run in two stages. Screening: a float32 score per pair from one matrix product,
+    ``|p|^2 - 2 q.p`` (euclidean: the squared distance less the query's constant ``|q|^2``) or ``-q.p`` on unit
+    vectors (cosine), computed for blocks of queries; every point whose score is within twice the worst-case
+    float32 error (:func:`_screening_error`) of the query's k-th smallest score is a candidate
+    (:func:`_candidates`). Ranking: the candidates' float64 distances (sum of squared differences; 1 - cosine)
+    ordered by (distance, index). Every point that can be among the k nearest in float64 is a candidate, so
+    the result depends neither on float32 rounding nor on the block size. Other metrics use scikit-learn.
+    """
+    if not 1 <= k <= len(points):
+        raise ValueError(f"k={k} neighbours among {len(points)} points: k must be between 1 and {len(points)}")
+    if metric not in BLAS_METRICS:
+        return _nearest_sklearn(queries, points, k, metric)
+    queries, points = _metric_space(queries, metric), _metric_space(points, metric)
+    scale = _power_of_two_scale(queries, points) if metric == "euclidean" else 1.0  # unit vectors need none
+    screen_points, n_blocks = _screening_points(points, metric, k, scale)
+    screen_queries = _screening_queries(queries, metric, scale)
+    error = _screening_error(queries, points, scale)
+    rows = max(1, block_bytes // (4 * len(screen_points)))
+    out = np.empty((len(queries), k), dtype=np.intp)
+    buffer = np.empty((min(rows, len(queries)), len(screen_points)), dtype=np.float32)  # reused: no page faults
+    for start in range(0, len(queries), rows):
+        block = slice(start, start + rows)
+        scores = np.matmul(screen_queries[block], screen_points.T, out=buffer[:len(screen_queries[block])])
+        candidates = _candidates(scores, n_blocks, k, 2 * error[block])
+        out[block] = _ranked(queries[block], points, candidates, k, metric)
+    return out
+
+
+def _nearest_sklearn(queries, points, k, metric) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
+
+    search = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(points)
+    return search.kneighbors(queries, return_distance=False)
+
+
+def _metric_space(values, metric) -> np.ndarray:
+    """float64 rows; for cosine scaled to unit length (a zero row stays zero, as in scikit-learn)."""
+    values = np.asarray(values, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", values, values))
+        values = values / np.where(norms == 0, 1.0, norms)[:, None]
+    return values
+
+
+def _power_of_two_scale(*arrays) -> float:
+    """A power of two that brings the largest magnitude into [0.5, 1): float32 then neither overflows nor
+    loses the small values to underflow, and the scaling itself is exact."""
+    largest = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+    return 1.0 if largest == 0 else 2.0 ** -np.ceil(np.log2(largest) + 1e-12)
+
+
+def _screening_points(points, metric, k, scale) -> tuple[np.ndarray, int]:
+    """float32 [g * m, D + 1]: the scaled points and their squared norm (euclidean) or 0 (cosine), padded with
+    rows that score PADDING_SCORE, and m: the points form m interleaved blocks of g (block j holds rows j,
+    j + m, j + 2m, ...; every block holds a real point, and m >= 2k). The padding score is finite: BLAS
+    kernels multiply zero-padded lanes of their own with it, and 0 * inf would raise an invalid-value flag."""
+    n, d = points.shape
+    block_size = max(1, min(64, n // (2 * k)))
+    n_blocks = -(-n // block_size)
+    out = np.zeros((block_size * n_blocks, d + 1), dtype=np.float32)
+    scaled = points * scale
+    out[:n, :d] = scaled
+    if metric == "euclidean":
+        out[:n, d] = np.einsum("ij,ij->i", scaled, scaled)
+    out[n:, d] = PADDING_SCORE
+    return out, n_blocks
+
+
+def _screening_queries(queries, metric, scale) -> np.ndarray:
+    """float32 [n, D + 1]: -2 q (euclidean) or -q (cosine), scaled as the points, then a 1 that adds the
+    points' last column."""
+    out = np.ones((len(queries), queries.shape[1] + 1), dtype=np.float32)
+    out[:, :-1] = queries * (-2.0 * scale if metric == "euclidean" else -scale)
+    return out
+
+
+def _screening_error(queries, points, scale) -> np.ndarray:
+    """Per query, a bound on |float32 score - exact score| over all points, in the screening scale.
+
+    A product of D + 1 terms in any order errs by at most (D + 1) u times the sum of the terms' magnitudes
+    (u = 2^-24), rounding the inputs to float32 adds about 3 u of it, and that sum is at most
+    (|q| + |p|)^2 in the scaled space. The bound used is twice (D + 8) u (|q| + max |p|)^2, plus a floor for
+    values that float32 holds only as subnormals."""
+    query_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries)) * scale
+    largest_point = float(np.sqrt(np.einsum("ij,ij->i", points, points).max())) * scale
+    terms = queries.shape[1] + 8
+    return 2 * terms * _FLOAT32_UNIT * (query_norms + largest_point) ** 2 + 1e-36
+
+
+def _candidates(scores, n_blocks, k, margin) -> tuple[np.ndarray, np.ndarray]:
+    """(query, point) pairs whose float32 score is at most the query's k-th smallest score plus ``margin``:
+    all points that can be among the k nearest. The k smallest block minima are the scores of k distinct
+    points, so the largest of them bounds the k-th smallest score from above; only the blocks whose minimum
+    is within that bound plus ``margin`` are searched."""
+    n = len(scores)
+    block_size = scores.shape[1] // n_blocks
+    minima = np.minimum.reduce(scores.reshape(n, block_size, n_blocks), axis=1)
+    bound = np.partition(minima, k - 1, axis=1)[:, k - 1] + margin
+    query, block = np.nonzero(minima <= bound[:, None])
+    point = block[:, None] + n_blocks * np.arange(block_size)
+    keep = scores[query[:, None], point] <= bound[query][:, None]
+    return np.broadcast_to(query[:, None], point.shape)[keep], point[keep]
+
+
+def _ranked(queries, points, candidates, k, metric) -> np.ndarray:
+    """Per query, its k candidates with the smallest float64 distance, ties to the lower point index."""
+    query, point = candidates
+    distance = np.empty(len(query))
+    for start in range(0, len(query), EXACT_PAIRS):
+        pairs = slice(start, start + EXACT_PAIRS)
+        q, p = queries[query[pairs]], points[point[pairs]]
+        distance[pairs] = np.square(q - p).sum(axis=1) if metric == "euclidean" else 1.0 - (q * p).sum(axis=1)
+    order = np.lexsort((point, distance, query))
+    counts = np.bincount(query, minlength=len(queries))
+    first = np.cumsum(counts) - counts
+    return point[order[first[:, None] + np.arange(k)]]
 
 
 def _vote(neighbour_codes: np.ndarray, n_classes: int) -> np.ndarray:
     """Majority vote over the last axis of integer class codes; a tie goes to the smallest code, as in
     scikit-learn's KNeighborsClassifier (uniform weights)."""
-    counts = (neighbour_codes[..., None] == np.arange(n_classes)).sum(axis=-2)
-    return counts.argmax(axis=-1)
+    *shape, k = neighbour_codes.shape
+    flat = neighbour_codes.reshape(-1, k)
+    counts = np.zeros(len(flat) * n_classes, dtype=np.min_scalar_type(k))
+    offsets = np.arange(0, len(counts), n_classes)
+    for column in flat.T:  # one clip's k codes sit in different columns, so no index repeats within a column
+        counts[offsets + column] += 1
+    return counts.reshape(-1, n_classes).argmax(axis=1).reshape(shape)
+
+
+def _vote_table(n_classes: int, k: int) -> np.ndarray | None:
+    """The vote of every k-tuple of class codes, indexed by the tuple read as a base-``n_classes`` number
+    (first neighbour most significant); None when there are more than VOTE_TABLE_SIZE tuples."""
+    if n_classes ** k > VOTE_TABLE_SIZE:
+        return None
+    tuples = np.stack(np.unravel_index(np.arange(n_classes ** k), (n_classes,) * k), axis=-1)
+    return _vote(tuples, n_classes).astype(np.min_scalar_type(n_classes))
+
+
+def _null_fold_accuracy(shuffled, nearest, test, n_classes) -> np.ndarray:
+    """Per permutation (rows of ``shuffled``), the fraction of ``test`` clips whose neighbours' vote is right.
+
+    The vote is looked up in :func:`_vote_table` (the same rule as :func:`_vote`, at the cost of one lookup
+    per clip), and permutations run in chunks that keep the temporaries near VOTE_ELEMENTS entries."""
+    k = nearest.shape[1]
+    table = _vote_table(n_classes, k)
+    chunk = max(1, VOTE_ELEMENTS // (nearest.size * (1 if table is not None else max(n_classes, 2))))
+    correct = np.empty(len(shuffled), dtype=np.int64)
+    for start in range(0, len(shuffled), chunk):
+        labels = shuffled[start:start + chunk]
+        if table is None:
+            predicted = _vote(labels[:, nearest], n_classes)
+        else:
+            code = np.zeros((len(labels), len(nearest)), dtype=np.min_scalar_type(n_classes ** k - 1))
+            for column in nearest.T:
+                code *= n_classes
+                code += labels[:, column]
+            predicted = table[code]
+        correct[start:start + chunk] = np.count_nonzero(predicted == labels[:, test], axis=1)
+    return correct / len(test)
 
 
 def _codes(labels) -> tuple[np.ndarray, int]:
@@ -528,7 +748,7 @@ def _folds_for(folds, groups, labels, n_folds, seed, factor):
     fold_list = folds_from_index(folds, groups)
     problems = _gap_messages(missing_in_training(fold_list, labels), labels, groups, factor)
     if problems:
-        warnings.warn("; ".join(problems), FoldWarning, stacklevel=3)
+        warnings.warn("; ".join(problems), FoldWarning, stacklevel=4)
     return fold_list
 
 
