@@ -1,13 +1,22 @@
 """Extracting, pooling and summarising per-layer activations.
 
-Extraction reads clips batch by batch, runs the model once per batch for every requested layer and
-streams each layer into its own HDF5 file, so peak memory depends on the batch size, not the number of
-clips.
+Extraction runs the model once per batch for every requested layer and streams each layer into its own
+HDF5 file. Its three stages overlap: a reader thread decodes the next batch's audio, the calling thread
+runs the model, and a writer thread writes the previous batch, each stage handing batches to the next
+through a bounded queue, so peak memory depends on the batch size and the queue depths, not on the number
+of clips. The stages can run at once because TensorFlow releases the GIL while it computes and h5py
+releases it while HDF5 moves data; h5py's own lock, which serialises HDF5 calls, is never contended, since
+while the stages run only the writer calls h5py (the files are created before and finished after). On a
+machine whose cores are already busy the overlap gains little: then every stage's CPU time counts (see
+bench/extraction.py). A failure in any stage stops the others and is raised in the caller with its own
+traceback; every layer file is then aborted (nothing under its final name, no temporary file).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 
 import numpy as np
@@ -19,53 +28,87 @@ from audioprobe.io.store import LayerFile, LayerWriter, write_arrays
 log = logging.getLogger(__name__)
 
 POOL_STATS = {"mean": np.mean, "max": np.max}
+DTYPES = ("float32", "float16")
+LOADED_DEPTH = 2     # decoded audio batches waiting for the model (small: [batch, samples] float32)
+COMPUTED_DEPTH = 1   # batches of every layer's activations waiting for the writer (about 1.5 MB per clip for
+                     # YAMNet's 14 layers): with one computing and one being written, at most three in memory
+POLL_SECONDS = 0.05  # how often a stage waiting on a queue looks whether another stage has failed
 
 
 def clip_samples(clip_seconds: float, sample_rate: int) -> int:
     return int(round(clip_seconds * sample_rate))
 
 
-def model_layer_shape(model_config: dict, layer: str, clip_seconds: float) -> tuple[int, ...]:
-    """The per-clip shape of ``layer`` for clips of ``clip_seconds``, computed without weights or TensorFlow
-    (what ``model.layer_shape`` returns for the loaded model)."""
+def model_layer_axes(model_config: dict, layer: str) -> tuple[str, ...]:
+    """The names of ``layer``'s per-clip axes (what ``model.layer_axes`` returns), without weights."""
     from audioprobe import models
+    from audioprobe.models import yamnet
 
     kind = model_config["kind"]
     if layer not in models.layer_names(kind):
         raise ValueError(f"model kind {kind!r} has no layer {layer!r}")
+    return yamnet.AXES
+
+
+def model_layer_shape(model_config: dict, layer: str, clip_seconds: float, pooled=()) -> tuple[int, ...]:
+    """The per-clip shape of ``layer`` for clips of ``clip_seconds``, computed without weights or TensorFlow
+    (what ``model.layer_shape`` returns for the loaded model); with ``pooled`` (axis names), the shape of the
+    layer stored pooled over those axes at extraction (``activations.store``)."""
+    from audioprobe import models
     from audioprobe.models import yamnet
 
-    return yamnet.layer_shape(layer, clip_samples(clip_seconds, models.sample_rate(kind)))
+    axes = model_layer_axes(model_config, layer)
+    shape = yamnet.layer_shape(layer, clip_samples(clip_seconds, models.sample_rate(model_config["kind"])))
+    return kept_shape(shape, axes, pooled)
+
+
+def check_axes(names, axes) -> None:
+    """Every name in ``names`` is one of ``axes``."""
+    unknown = [name for name in names if name not in axes]
+    if unknown:
+        raise ValueError(f"cannot pool over {unknown[0]!r}: the layer's axes are {', '.join(axes)}")
+
+
+def kept_shape(shape, axes, pooled) -> tuple[int, ...]:
+    """``shape`` (one size per name in ``axes``) without the axes named in ``pooled``."""
+    check_axes(pooled, axes)
+    return tuple(int(size) for size, name in zip(shape, axes) if name not in pooled)
+
+
+def reduce_axes(block: np.ndarray, over: tuple[int, ...], stat: str) -> np.ndarray:
+    """``stat`` of ``block`` over the axes ``over``: the one reduction pooling and pooled storage share."""
+    return POOL_STATS[stat](block, axis=over) if over else block
 
 
 def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_seconds: float,
-            batch_size: int = 32, dtype: str = "float32", compression: str = "gzip", attrs: dict | None = None):
+            batch_size: int = 32, dtype: str = "float32", compression: str = "gzip", attrs: dict | None = None,
+            pooled: dict[str, dict] | None = None, overlap: bool = True):
     """Write one HDF5 file per layer (``outputs``: layer -> path) for every clip of the manifest.
 
     ``attrs["config"]`` must record the model's config (with its ``kind``) and ``clip_seconds``: every reader
-    of a layer file (:class:`LayerFile`) checks its shape against them and refuses a file without them."""
-    record = (attrs or {}).get("config")
-    if not (isinstance(record, dict) and isinstance(record.get("model"), dict)
-            and isinstance(record["model"].get("kind"), str) and record.get("clip_seconds") == clip_seconds):
-        raise ValueError(f"extract: attrs['config'] must record the model's config with its kind and clip_seconds "
-                         f"({clip_seconds}); readers refuse a layer file without them (got {record!r})")
+    of a layer file (:class:`LayerFile`) checks its shape against them and refuses a file without them.
+    ``dtype`` is float32 or float16 (a value beyond float16's range is an error naming the layer and file).
+    ``pooled`` maps a layer to ``{"axes": [...], "stat": "mean" or "max"}``: that layer is stored reduced
+    over those axes (``activations.store``); its ``axes`` attribute names the kept axes and its
+    ``extraction_pool`` attribute what was pooled. ``overlap=False`` runs reading, computing and writing one
+    after the other in the calling thread: the same files, byte for byte, only slower."""
+    _check_record(attrs, clip_seconds)
+    if dtype not in DTYPES:
+        raise ValueError(f"activations.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     layers = model.check_layers(list(outputs))
+    pooled = _checked_pooling(model, pooled or {}, layers)
     samples = clip_samples(clip_seconds, model.sample_rate)
-    writers = {layer: LayerWriter(path, len(clips), model.layer_shape(layer, samples), dtype=dtype,
-                                  compression=compression,
-                                  attrs={**(attrs or {}), "layer": layer, "axes": ",".join(model.layer_axes(layer)),
-                                         "model": model.name, "weights_sha256": model.weights_sha256})
-               for layer, path in outputs.items()}
-    started = time.monotonic()
+    writers = {}
     try:
-        for first in range(0, len(clips), batch_size):
-            rows = clips.iloc[first:first + batch_size]
-            batch = np.stack([load_clip(root, row, model.sample_rate, samples) for _, row in rows.iterrows()])
-            for layer, values in model.activations(batch, layers).items():
-                writers[layer].write(values.astype(dtype, copy=False))
-            done = first + len(rows)
-            rate = done / max(time.monotonic() - started, 1e-9)
-            log.info("%d/%d clips (%.1f clips/s)", done, len(clips), rate)
+        for layer, path in outputs.items():
+            writers[layer] = _open_writer(model, layer, path, len(clips), samples, pooled.get(layer), dtype=dtype,
+                                          compression=compression, attrs=attrs)
+        write = _BatchWriter(writers, {layer: _reduction(model, layer, how) for layer, how in pooled.items()},
+                             len(clips))
+        run = _run_overlapped if overlap else _run_in_turn
+        run(range(0, len(clips), batch_size),
+            lambda first: _load_batch(clips, root, first, batch_size, model.sample_rate, samples),
+            lambda batch: model.activations(batch, layers), write)
         for writer in writers.values():
             writer.finish(clips["clip_id"].tolist(), labels_of(clips))
     except BaseException:
@@ -74,31 +117,193 @@ def extract(model, clips: pd.DataFrame, root, outputs: dict[str, str], *, clip_s
         raise
 
 
+def _check_record(attrs: dict | None, clip_seconds: float) -> None:
+    record = (attrs or {}).get("config")
+    if not (isinstance(record, dict) and isinstance(record.get("model"), dict)
+            and isinstance(record["model"].get("kind"), str) and record.get("clip_seconds") == clip_seconds):
+        raise ValueError(f"extract: attrs['config'] must record the model's config with its kind and clip_seconds "
+                         f"({clip_seconds}); readers refuse a layer file without them (got {record!r})")
+
+
+def _checked_pooling(model, pooled: dict, layers: list[str]) -> dict[str, dict]:
+    """``pooled`` with every layer extracted, every axis one of the layer's and every stat known."""
+    out = {}
+    for layer, how in pooled.items():
+        if layer not in layers:
+            raise ValueError(f"activations.store: {layer!r} is stored pooled but not extracted "
+                             f"(the extracted layers are {', '.join(layers)})")
+        if how.get("stat") not in POOL_STATS:
+            raise ValueError(f"activations.store.{layer}: pooling stat {how.get('stat')!r} is unknown; use one of "
+                             f"{', '.join(POOL_STATS)}")
+        axes = model.layer_axes(layer)
+        check_axes(how["axes"], axes)
+        out[layer] = {"axes": [name for name in axes if name in how["axes"]], "stat": how["stat"]}
+    return out
+
+
+def _reduction(model, layer: str, how: dict) -> tuple[tuple[int, ...], str]:
+    """(the batch axes to reduce, the stat) of a layer stored pooled."""
+    axes = model.layer_axes(layer)
+    return tuple(1 + axes.index(name) for name in how["axes"]), how["stat"]
+
+
+def _open_writer(model, layer: str, path, clips: int, samples: int, pooling: dict | None, *, dtype: str,
+                 compression: str, attrs: dict | None) -> LayerWriter:
+    axes = model.layer_axes(layer)
+    pooled_axes = pooling["axes"] if pooling else []
+    shape = kept_shape(model.layer_shape(layer, samples), axes, pooled_axes)
+    record = {**(attrs or {}), "layer": layer, "axes": ",".join(a for a in axes if a not in pooled_axes),
+              "model": model.name, "weights_sha256": model.weights_sha256}
+    if pooling:
+        record["extraction_pool"] = pooling
+    return LayerWriter(path, clips, shape, dtype=dtype, compression=compression, attrs=record)
+
+
+def _load_batch(clips: pd.DataFrame, root, first: int, size: int, sample_rate: int, samples: int) -> np.ndarray:
+    rows = clips.iloc[first:first + size]
+    return np.stack([load_clip(root, row, sample_rate, samples) for _, row in rows.iterrows()])
+
+
+class _BatchWriter:
+    """Writes one batch of every layer (reduced where the layer is stored pooled) and logs the pace."""
+
+    def __init__(self, writers: dict[str, LayerWriter], reductions: dict[str, tuple], total: int):
+        self.writers, self.reductions, self.total = writers, reductions, total
+        self.done, self.started = 0, time.monotonic()
+
+    def __call__(self, values: dict[str, np.ndarray]) -> None:
+        for layer, writer in self.writers.items():
+            writer.write(reduce_axes(values[layer], *self.reductions.get(layer, ((), "mean"))))
+        self.done += len(values[next(iter(self.writers))])
+        rate = self.done / max(time.monotonic() - self.started, 1e-9)
+        log.info("%d/%d clips (%.1f clips/s)", self.done, self.total, rate)
+
+
+# --- running the stages ------------------------------------------------------------------------------------
+
+def _run_in_turn(starts, load, compute, write) -> None:
+    for first in starts:
+        write(compute(load(first)))
+
+
+_END = object()  # what a stage puts after its last batch
+
+
+def _run_overlapped(starts, load, compute, write) -> None:
+    """``load`` in a reader thread, ``compute`` here, ``write`` in a writer thread, joined by bounded queues.
+
+    The first failure sets ``stop``: every stage then ends at its next queue operation (waits poll it, so
+    none blocks on a full or empty queue) and the failure is raised here once both threads have ended."""
+    stop, errors = threading.Event(), []
+    loaded, computed = queue.Queue(LOADED_DEPTH), queue.Queue(COMPUTED_DEPTH)
+    reader = _stage("reader", lambda: _produce(map(load, starts), loaded, stop), stop, errors)
+    writer = _stage("writer", lambda: _consume(computed, write, stop), stop, errors)
+    reader.start()
+    writer.start()
+    try:
+        _produce(map(compute, _drain(loaded, stop)), computed, stop)
+        writer.join()
+    finally:
+        stop.set()  # after success the reader has ended already; after a failure here it ends both threads
+        reader.join()
+        writer.join()
+    if errors:
+        raise errors[0]
+
+
+def _stage(name: str, work, stop: threading.Event, errors: list) -> threading.Thread:
+    def run():
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 - raised again in the calling thread
+            errors.append(error)
+            stop.set()
+
+    return threading.Thread(target=run, name=f"extract-{name}", daemon=True)
+
+
+def _produce(items, target: queue.Queue, stop: threading.Event) -> None:
+    for item in items:
+        if not _put(target, item, stop):
+            return
+    _put(target, _END, stop)
+
+
+def _consume(source: queue.Queue, handle, stop: threading.Event) -> None:
+    for item in _drain(source, stop):
+        handle(item)
+
+
+def _drain(source: queue.Queue, stop: threading.Event):
+    """The items of ``source`` up to its end marker, or until ``stop`` is set."""
+    while (item := _get(source, stop)) is not _END:
+        yield item
+
+
+def _put(target: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=POLL_SECONDS)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _get(source: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return source.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            pass
+    return _END
+
+
+# --- pooling and the summary -------------------------------------------------------------------------------
+
 def pool(layer_path, out_path, *, axes: list[str], stat: str = "mean", attrs: dict | None = None,
          layer_shape=None) -> None:
     """Reduce a layer file over named axes (e.g. patch, time, freq) to one flat vector per clip.
 
     The layer file is opened through :class:`LayerFile` (nothing stored outside it, consistent shapes, the
     shape of the model it records); given ``layer_shape`` (the run's, from :func:`model_layer_shape`), its
-    per-clip shape must also be that."""
+    per-clip shape must also be that. A layer stored pooled at extraction is reduced over the rest of
+    ``axes`` only, which gives the same vector (a mean of means over equal parts, or a max of maxima)."""
     if stat not in POOL_STATS:
         raise ValueError(f"pooling stat {stat!r} is unknown; use one of {', '.join(POOL_STATS)}")
     with LayerFile(layer_path, layer_shape=layer_shape) as layer:
         names = str(layer.attrs["axes"]).split(",")
-        unknown = [a for a in axes if a not in names]
+        remaining = _still_to_pool(layer_path, layer.attrs.get("extraction_pool"), axes, stat)
+        unknown = [a for a in remaining if a not in names]
         if unknown:
             raise ValueError(f"{layer_path}: cannot pool over {unknown[0]!r}; its axes are {', '.join(names)}")
-        reduce_over = tuple(1 + names.index(a) for a in axes)
+        reduce_over = tuple(1 + names.index(a) for a in remaining)
         data = layer.activations
         pooled = np.concatenate([
-            POOL_STATS[stat](data[i:i + 256], axis=reduce_over).reshape(min(256, data.shape[0] - i), -1)
+            reduce_axes(data[i:i + 256], reduce_over, stat).reshape(min(256, data.shape[0] - i), -1)
             for i in range(0, data.shape[0], 256)]) if data.shape[0] else np.zeros((0, 0), np.float32)
-        kept = [n for n in names if n not in axes]
+        kept = [n for n in names if n not in remaining]
         write_arrays(out_path, {"activations": pooled.astype(np.float32)}, clip_ids=layer.clip_ids,
                      labels=layer.labels,
                      attrs={**{k: v for k, v in layer.attrs.items() if k not in ("complete", "layer_shape")},
                             **(attrs or {}), "pooled_axes": ",".join(axes), "pool_stat": stat,
                             "kept_axes": ",".join(kept)})
+
+
+def _still_to_pool(path, done: dict | None, axes: list[str], stat: str) -> list[str]:
+    """The axes of ``axes`` that a layer file stored pooled over ``done["axes"]`` still has."""
+    if not done:
+        return list(axes)
+    extra = [name for name in done["axes"] if name not in axes]
+    if extra:
+        raise ValueError(f"{path} was stored pooled over {', '.join(done['axes'])} at extraction "
+                         f"(activations.store), but pooling asks for {', '.join(axes) or 'no axes'}, without "
+                         f"{extra[0]!r}: add it to activations.pool.axes or store the layer full")
+    if done["stat"] != stat:
+        raise ValueError(f"{path} was stored as the {done['stat']} over {', '.join(done['axes'])} at extraction "
+                         f"(activations.store), so pooling it by {stat} would not give the {stat} over "
+                         f"{', '.join(axes)}: extract it again with activations.pool.stat {stat}")
+    return [name for name in axes if name not in done["axes"]]
 
 
 def summarise(layer_paths: dict[str, str]) -> pd.DataFrame:

@@ -160,6 +160,58 @@ def check_dissect(config: dict, layer_names) -> None:
                           "local CLAP folder, or remove tab")
 
 
+def check_storage(config: dict, layer_names) -> None:
+    """activations.store names extracted layers, pools only axes the pooled vectors pool, and stores pooled
+    no layer that Study 3 dissects or that Study 1's flow may use: both continue the network from a layer's
+    full activations."""
+    activations = config["activations"]
+    extracted = {}
+    for run in activations["runs"]:
+        known = layer_names(config["models"][run["model"]]["kind"])
+        extracted[run["model"]] = [name for name in known
+                                   if activations["layers"] == "all" or name in activations["layers"]]
+    for layer, how in activations.get("store", {}).items():
+        if how == "full":
+            continue
+        key = f"activations.store.{layer}"
+        if not any(layer in layers for layers in extracted.values()):
+            raise ConfigError(f"{key}: {layer!r} is not an extracted layer of any run's model "
+                              f"(extracted: {', '.join(dict.fromkeys(sum(extracted.values(), [])))})")
+        outside = [name for name in how["pool"] if name not in activations["pool"]["axes"]] \
+            if isinstance(how, dict) else []
+        if outside:
+            raise ConfigError(f"{key}.pool: {outside[0]!r} is not in activations.pool.axes "
+                              f"({', '.join(activations['pool']['axes']) or 'none'}), so the pooled vectors keep "
+                              "that axis and the stored layer must too: remove it here or add it there")
+        problems = _needs_full(config, layer, extracted)
+        if problems:
+            reason, alternative = problems[0]
+            raise ConfigError(f"{key}: {layer} is stored pooled, but {reason} and needs its full activations: "
+                              f"remove {layer} from activations.store to store it full, or {alternative}")
+
+
+def _needs_full(config: dict, layer: str, extracted: dict) -> list[tuple[str, str]]:
+    """(why, what else to do) for each study that needs ``layer`` full: Study 3 continues the network from
+    every dissected layer, and Study 1's transfer from its flow layer."""
+    problems = []
+    dissect = config.get("dissect", {})
+    for index, run in enumerate(dissect.get("runs", [])):
+        layers = extracted.get(run["model"], []) if dissect["layers"] == "all" else dissect["layers"]
+        if layer in layers:
+            listed = "all" if dissect["layers"] == "all" else "lists it"
+            problems.append((f"Study 3 continues the network from it (dissect.layers: {listed}, for "
+                             f"dissect.runs[{index}])", "list dissect.layers without it"))
+    latent = config.get("latent", {})
+    for run in latent.get("runs", []):
+        flow, extracted_here = latent["flow"]["layer"], extracted.get(run["model"], [])
+        chosen = flow if flow == "best" else flow_layer(config, run["model"], lambda kind, known=extracted_here: known)
+        if layer in extracted_here and chosen in ("best", layer):
+            how = "may continue" if flow == "best" else "continues"
+            problems.append((f"Study 1's transfer {how} the network from it (latent.flow.layer: {flow!r})",
+                             "set latent.flow.layer to a layer stored full"))
+    return problems
+
+
 def circular_captioner(config: dict, model: str) -> bool:
     """True when the tags captioner is the network under dissection (circular last-layer evaluation)."""
     captions = config["dissect"]["captions"]

@@ -1,10 +1,21 @@
-"""Benchmark of layer-wise YAMNet activation extraction.
+"""Benchmark of layer-wise YAMNet activation extraction (issue 13: extraction at the hardware's pace).
 
-1. Throughput: ``audioprobe.activations.extract`` (one forward pass per batch for all 14 layers, streamed to
-   one HDF5 file per layer) against one full pass per layer (14 passes, each computing only its layer and
-   writing it with the same ``LayerWriter``). Same clips, batch size and compression; TF functions are
-   traced before timing. The per-layer passes are instrumented (load / compute / write) to show where the
-   time goes, and a compute-only run gives each layer's prefix cost.
+1. Throughput, all timed in one run on the same clips (batch size and compression shared), repeat by repeat in
+   turn so that a change in the machine's load hits every variant alike; each figure is the fastest repeat:
+
+   (a) YAMNet's bare TFLite forward pass: the ``.tflite`` file through ``tf.lite.Interpreter`` (int8 weights,
+       the default XNNPACK delegate), one clip per ``invoke`` (the export takes one clip), clips in memory,
+       only the model's outputs read;
+   (b) compute only: the layer-wise model's forward pass for all 14 layers per batch, clips in memory, no I/O;
+   (c) ``audioprobe.activations.extract``: (b) with reading the audio and writing 14 HDF5 files, the three
+       overlapped (reader thread, model, writer thread);
+   (c0) ``extract(overlap=False)``: the same files, byte for byte, with reading, computing and writing in turn
+       (the extractor before the overlap);
+   (d) the per-layer approach: 14 full passes, each computing one layer and writing it with ``LayerWriter``
+       (instrumented: load / compute / write);
+   and (c) storing float16 (``activations.dtype: float16``) for its pace and bytes per clip. Ratios: (c)/(b)
+   (goal >= 0.75), (c)/(d) (goal >= 10), (b)/(a), and (c0)/(b) for the before. TF functions are traced
+   first; 14 single-layer passes on clips in memory give each layer's prefix cost.
 2. Peak memory: extraction of N and 4N clips, each in a fresh subprocess that reports its VmHWM.
 
     .venv/bin/python bench/extraction.py [--clips 100] [--memory-clips 100 400] [--out bench/out/extraction.json]
@@ -38,6 +49,7 @@ from audioprobe.io.atomic import write_csv  # noqa: E402
 from audioprobe.io.store import LayerWriter  # noqa: E402
 
 CLIP_SECONDS, HOP_SECONDS = 0.975, 0.48
+RECORD = {"clip_seconds": CLIP_SECONDS, "model": {"kind": "yamnet"}}  # what extract records for its readers
 
 
 def parse_args(argv=None):
@@ -100,13 +112,16 @@ def batches(clips, root, model, batch_size):
 
 # --- throughput -------------------------------------------------------------------------------------------
 
-def best_run(run, repeats: int) -> dict:
-    """Call ``run()`` (which returns a dict with ``seconds``) ``repeats`` times; the fastest run, plus all times.
-
-    The fastest is the least disturbed by other processes on a shared machine.
-    """
-    runs = [run() for _ in range(repeats)]
-    return {**min(runs, key=lambda r: r["seconds"]), "all_seconds": [r["seconds"] for r in runs]}
+def interleaved(variants: dict, repeats: int) -> dict:
+    """Run every variant (a function returning a dict with ``seconds``) once per round, ``repeats`` rounds;
+    per variant the fastest run (the least disturbed on a shared machine) plus every time."""
+    runs = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, run in variants.items():
+            print(f"  {name} ...", file=sys.stderr)
+            runs[name].append(run())
+    return {name: {**min(done, key=lambda r: r["seconds"]), "all_seconds": [r["seconds"] for r in done]}
+            for name, done in runs.items()}
 
 
 def warm_up(model, count: int, batch_size: int) -> dict:
@@ -125,15 +140,63 @@ def warm_up(model, count: int, batch_size: int) -> dict:
             "single_layers": sum(timed([layer]) for layer in model.layers()), "batch_shapes": sizes}
 
 
-def run_fused(model, clips, root, scratch: Path, batch_size: int, compression: str) -> dict:
+def timed_run(work, clips: int) -> dict:
+    started, cpu = time.monotonic(), time.process_time()
+    extra = work() or {}
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "clips_per_s": clips / seconds, **extra}
+
+
+def tflite_interpreter(weights: str, threads: int | None):
+    """YAMNet's TFLite export as it ships: int8 weights, the default XNNPACK delegate."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=weights, num_threads=threads or len(os.sched_getaffinity(0)))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def run_tflite(interpreter, waves: np.ndarray) -> dict:
+    """One ``invoke`` per clip (the export's input is one clip), reading only the model's outputs."""
+    source = interpreter.get_input_details()[0]
+    outputs = [detail["index"] for detail in interpreter.get_output_details()]
+    shape = tuple(source["shape"])
+
+    def work():
+        for wave in waves:
+            interpreter.set_tensor(source["index"], wave.reshape(shape))
+            interpreter.invoke()
+            for index in outputs:
+                interpreter.get_tensor(index)
+
+    return timed_run(work, len(waves))
+
+
+def run_compute(model, loaded: list, layers) -> dict:
+    """Forward passes on batches already in memory, nothing written."""
+    def work():
+        for batch in loaded:
+            model.activations(batch, layers)
+
+    return timed_run(work, sum(len(batch) for batch in loaded))
+
+
+def run_fused(model, clips, root, scratch: Path, batch_size: int, compression: str, *, overlap: bool = True,
+              dtype: str = "float32") -> dict:
     with tempfile.TemporaryDirectory(dir=scratch) as out:
         outputs = {layer: f"{out}/{layer}.h5" for layer in model.layers()}
-        started, cpu = time.monotonic(), time.process_time()
-        extract(model, clips, root, outputs, clip_seconds=CLIP_SECONDS, batch_size=batch_size,
-                compression=compression)
-        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+
+        def work():
+            extract(model, clips, root, outputs, clip_seconds=CLIP_SECONDS, batch_size=batch_size, dtype=dtype,
+                    compression=compression, attrs={"config": RECORD}, overlap=overlap)
+
+        result = timed_run(work, len(clips))
         written = sum(Path(p).stat().st_size for p in outputs.values())
-    return {"seconds": seconds, "cpu_seconds": cpu, "clips_per_s": len(clips) / seconds, "bytes_written": written}
+    return {**result, "bytes_written": written, "bytes_per_clip": written / len(clips)}
 
 
 def run_per_layer(model, clips, root, scratch: Path, batch_size: int, compression: str) -> dict:
@@ -173,21 +236,46 @@ def _per_layer_passes(model, clips, root, out: Path, batch_size: int, compressio
             "pass_seconds": per_layer}
 
 
-def compute_only(model, clips, root, batch_size: int, repeats: int) -> dict:
-    """Forward passes on clips already in memory (best of ``repeats``): all layers at once, each layer alone."""
-    loaded = list(batches(clips, root, model, batch_size))
+def single_layer_compute(model, loaded: list, repeats: int) -> dict:
+    """Each layer alone on clips in memory (best of ``repeats``): the cost of its prefix of the network."""
+    return {layer: min(run_compute(model, loaded, [layer])["seconds"] for _ in range(repeats))
+            for layer in model.layers()}
 
-    def timed(layers):
-        times = []
-        for _ in range(repeats):
-            started = time.monotonic()
-            for batch in loaded:
-                model.activations(batch, layers)
-            times.append(time.monotonic() - started)
-        return min(times)
 
-    return {"all_layers_seconds": timed(model.layers()),
-            "single_layer_seconds": {layer: timed([layer]) for layer in model.layers()}}
+def throughput(args, model, clips, root, scratch: Path) -> dict:
+    loaded = list(batches(clips, root, model, args.batch_size))
+    waves = np.concatenate(loaded)
+    interpreter = tflite_interpreter(args.weights, args.threads)
+    run_tflite(interpreter, waves[:4])  # the delegate's first invoke prepares its kernels
+    fused = args.compression[0]
+    variants = {"tflite": lambda: run_tflite(interpreter, waves),
+                "compute_only": lambda: run_compute(model, loaded, model.layers()),
+                f"{fused}/float16": lambda: run_fused(model, clips, root, scratch, args.batch_size, fused,
+                                                      dtype="float16")}
+    for compression in args.compression:
+        variants |= {
+            f"{compression}/overlapped": lambda c=compression: run_fused(model, clips, root, scratch,
+                                                                         args.batch_size, c),
+            f"{compression}/in_turn": lambda c=compression: run_fused(model, clips, root, scratch,
+                                                                      args.batch_size, c, overlap=False),
+            f"{compression}/per_layer": lambda c=compression: run_per_layer(model, clips, root, scratch,
+                                                                            args.batch_size, c)}
+    best = interleaved(variants, args.repeats)
+    print("  compute only, one layer at a time ...", file=sys.stderr)
+    return {"runs": best, "ratios": ratios(best, args.compression),
+            "single_layer_seconds": single_layer_compute(model, loaded, args.repeats)}
+
+
+def ratios(best: dict, compressions: list[str]) -> dict:
+    rate = {name: run["clips_per_s"] for name, run in best.items()}
+    out = {"compute_only/tflite": rate["compute_only"] / rate["tflite"]}
+    for c in compressions:
+        out |= {f"{c}/overlapped/compute_only": rate[f"{c}/overlapped"] / rate["compute_only"],
+                f"{c}/in_turn/compute_only": rate[f"{c}/in_turn"] / rate["compute_only"],
+                f"{c}/overlapped/per_layer": rate[f"{c}/overlapped"] / rate[f"{c}/per_layer"],
+                f"{c}/in_turn/per_layer": rate[f"{c}/in_turn"] / rate[f"{c}/per_layer"],
+                f"{c}/overlapped/in_turn": rate[f"{c}/overlapped"] / rate[f"{c}/in_turn"]}
+    return out
 
 
 # --- memory -----------------------------------------------------------------------------------------------
@@ -206,7 +294,8 @@ def memory_child(args) -> None:
     with tempfile.TemporaryDirectory(dir=data) as out:
         started = time.monotonic()
         extract(model, clips, data / "audio", {layer: f"{out}/{layer}.h5" for layer in model.layers()},
-                clip_seconds=CLIP_SECONDS, batch_size=args.batch_size, compression=args.compression[0])
+                clip_seconds=CLIP_SECONDS, batch_size=args.batch_size, compression=args.compression[0],
+                attrs={"config": RECORD})
         seconds = time.monotonic() - started
     print(json.dumps({"clips": len(clips), "peak_rss_after_load_mib": before / 1024,
                       "peak_rss_mib": vm_hwm_kib() / 1024, "seconds_including_tracing": seconds}))
@@ -249,33 +338,52 @@ def git_state() -> dict:
 
 
 def table(result: dict) -> str:
-    n, throughput = result["settings"]["clips"], result["throughput"]
-    rows = []
-    for compression, run in throughput["by_compression"].items():
-        fused, split, parts = run["fused"], run["per_layer"], run["per_layer"]["parts_seconds"]
+    n, speed = result["settings"]["clips"], result["throughput"]
+    runs, ratio = speed["runs"], speed["ratios"]
+
+    def rate(name):
+        return f"{runs[name]['clips_per_s']:.1f} clips/s"
+
+    rows = [("(a) bare TFLite forward pass (int8, XNNPACK), clips in memory", rate("tflite"),
+             f"{runs['tflite']['seconds']:.2f} s"),
+            ("(b) compute only: one pass, all 14 layers, clips in memory", rate("compute_only"),
+             f"{runs['compute_only']['seconds']:.2f} s; (b)/(a) = {ratio['compute_only/tflite']:.2f}")]
+    for c in result["settings"]["compression"]:
+        over, turn, split = runs[f"{c}/overlapped"], runs[f"{c}/in_turn"], runs[f"{c}/per_layer"]
+        parts = split["parts_seconds"]
         rows += [
-            (f"[{compression}] one pass, all 14 layers (`extract`)", f"{fused['clips_per_s']:.1f} clips/s",
-             f"{fused['seconds']:.2f} s, {fused['bytes_written'] / 2**20:.0f} MiB written"),
-            (f"[{compression}] 14 passes, one layer each", f"{split['clips_per_s']:.1f} clips/s",
+            (f"[{c}] (c) one pass with reads and writes, overlapped (`extract`)", rate(f"{c}/overlapped"),
+             f"{over['seconds']:.2f} s, {over['bytes_per_clip'] / 2**20:.2f} MiB per clip"),
+            (f"[{c}] (c0) the same in turn (before: `extract(overlap=False)`)", rate(f"{c}/in_turn"),
+             f"{turn['seconds']:.2f} s"),
+            (f"[{c}] (d) 14 passes, one layer each", rate(f"{c}/per_layer"),
              f"{split['seconds']:.2f} s = load {parts['load']:.2f} + compute {parts['compute']:.2f} "
              f"+ write {parts['write']:.2f}"),
-            (f"[{compression}] speed-up of one pass", f"**{run['speedup']:.2f}x**", ""),
+            (f"[{c}] (c)/(b), goal >= 0.75", f"**{ratio[f'{c}/overlapped/compute_only']:.2f}**",
+             f"before (c0)/(b): {ratio[f'{c}/in_turn/compute_only']:.2f}"),
+            (f"[{c}] (c)/(d), goal >= 10", f"**{ratio[f'{c}/overlapped/per_layer']:.1f}x**",
+             f"before (c0)/(d): {ratio[f'{c}/in_turn/per_layer']:.1f}x"),
         ]
-    compute = throughput["compute_only"]
-    single = sum(compute["single_layer_seconds"].values())
-    tracing = throughput["tracing_seconds"]
+    first = result["settings"]["compression"][0]
+    half, full = runs[f"{first}/float16"], runs[f"{first}/overlapped"]
+    single = sum(speed["single_layer_seconds"].values())
+    tracing = speed["tracing_seconds"]
     rows += [
-        ("compute only, clips in memory: one pass, all layers", f"{n / compute['all_layers_seconds']:.1f} clips/s",
-         f"{compute['all_layers_seconds']:.2f} s"),
+        (f"[{first}] (c) storing float16", rate(f"{first}/float16"),
+         f"{half['bytes_per_clip'] / 2**20:.2f} MiB per clip ({half['bytes_per_clip'] / full['bytes_per_clip']:.2f}"
+         f" of float32's); {half['clips_per_s'] / runs['compute_only']['clips_per_s']:.2f} of (b)"),
         ("compute only, clips in memory: 14 single-layer passes", f"{n / single:.1f} clips/s",
-         f"{single:.2f} s ({single / compute['all_layers_seconds']:.2f}x)"),
+         f"{single:.2f} s ({single / runs['compute_only']['seconds']:.2f}x (b))"),
         ("TF tracing, not in the times above: all-layer fn / 14 single-layer fns", "",
-         f"{tracing['all_layers']:.1f} s / {tracing['single_layers']:.1f} s "
-         f"(batch shapes {tracing['batch_shapes']})"),
+         f"{tracing['all_layers']:.1f} s / {tracing['single_layers']:.1f} s (batch shapes {tracing['batch_shapes']})"),
     ]
     rows += [(f"peak RSS (VmHWM), extract {m['clips']} clips, fresh process", f"{m['peak_rss_mib']:.0f} MiB",
               f"{m['peak_rss_after_load_mib']:.0f} MiB after model load; {m['seconds_including_tracing']:.1f} s "
               f"incl. tracing") for m in result["memory"]]
+    machine = result["machine"]
+    rows.append(("load average (1, 5, 15 min) at start / end", "",
+                 f"{' '.join(f'{v:.1f}' for v in machine['loadavg_start'])} / "
+                 f"{' '.join(f'{v:.1f}' for v in machine['loadavg_end'])} on {machine['sched_affinity']} cores"))
     lines = ["| measure | value | detail |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 
@@ -294,18 +402,8 @@ def main(argv=None) -> None:
         model = load_model(args)
         print("tracing ...", file=sys.stderr)
         tracing = warm_up(model, len(clips), args.batch_size)
-        by_compression = {}
-        for compression in args.compression:
-            print(f"[{compression}] one pass, all layers ...", file=sys.stderr)
-            fused = best_run(lambda: run_fused(model, clips, root, tmp, args.batch_size, compression),
-                               args.repeats)
-            print(f"[{compression}] 14 passes, one layer each ...", file=sys.stderr)
-            split = best_run(lambda: run_per_layer(model, clips, root, tmp, args.batch_size, compression),
-                               args.repeats)
-            by_compression[compression] = {"fused": fused, "per_layer": split,
-                                           "speedup": split["seconds"] / fused["seconds"]}
-        print("compute only ...", file=sys.stderr)
-        compute = compute_only(model, clips, root, args.batch_size, args.repeats)
+        print("throughput, every variant once per round ...", file=sys.stderr)
+        speed = throughput(args, model, clips, root, tmp)
         print("peak memory ...", file=sys.stderr)
         memory = [measure_memory(args, tmp, count) for count in args.memory_clips]
     result = {
@@ -317,7 +415,7 @@ def main(argv=None) -> None:
                      "generate_seconds": generate_seconds, "git": git,
                      "code_changed_during_run": git_state()["audioprobe_sha256"] != git["audioprobe_sha256"]},
         "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-        "throughput": {"tracing_seconds": tracing, "by_compression": by_compression, "compute_only": compute},
+        "throughput": {"tracing_seconds": tracing, **speed},
         "memory": memory,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

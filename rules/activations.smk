@@ -1,5 +1,5 @@
-# Activations: one pass of each model over each dataset writes every layer's HDF5 file; then pooled
-# vectors per clip and a summary table.
+# Activations: one pass of each model over each dataset writes every layer's HDF5 file (full, or pooled at
+# extraction for the layers activations.store lists); then pooled vectors per clip and a summary table.
 
 # One extraction rule per model, since each model has its own list of layer files.
 for model_name in sorted({model for model, _ in runs()}):
@@ -44,6 +44,7 @@ rule pool_activations:
         pool=config["activations"]["pool"],
         model=model_config_of,
         clip_seconds=dataset_clip_seconds,
+        stored_pooling=stored_pooling_of,
     log:
         "results/logs/pool_activations/{model}/{dataset}/{layer}.log",
     benchmark:

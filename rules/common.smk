@@ -22,6 +22,7 @@ apconfig.check_references(config, layer_names)
 apconfig.check_latent(config, layer_names)
 apconfig.check_metamers(config, layer_names)
 apconfig.check_dissect(config, layer_names)
+apconfig.check_storage(config, layer_names)
 for warning in apconfig.check_circular(config):
     logger.warning(warning)
 
@@ -160,14 +161,30 @@ def run_layers(model):
 # --- activations -----------------------------------------------------------------------------------------
 
 def extraction_settings(model):
-    """Everything extraction's result depends on, so a change to any of it reruns extraction."""
+    """Everything extraction's result depends on, so a change to any of it reruns extraction. The layers
+    stored pooled appear (as stored_pooled: layer -> axes and stat) only when there are some, so the
+    settings, and what they rerun, of a config without any stay as they were."""
 
     def settings(wildcards):
-        general = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers")}
+        general = {k: v for k, v in config["activations"].items() if k not in ("runs", "pool", "layers", "store")}
         clip_seconds = config["datasets"][wildcards.dataset]["clip_seconds"]
-        return {**general, "clip_seconds": clip_seconds, "model": network_config(model)}
+        pooled = {layer: stored_pooling(layer) for layer in run_layers(model) if stored_pooling(layer)}
+        extra = {"stored_pooled": pooled} if pooled else {}
+        return {**general, "clip_seconds": clip_seconds, "model": network_config(model), **extra}
 
     return settings
+
+
+def stored_pooling(layer):
+    """How ``layer`` is pooled at extraction ({"axes": [...], "stat": ...}), or None when it is stored full."""
+    how = config["activations"]["store"].get(layer, "full")
+    pool = config["activations"]["pool"]
+    axes = pool["axes"] if how == "pooled" else how["pool"] if isinstance(how, dict) else []
+    return {"axes": list(axes), "stat": pool["stat"]} if axes else None
+
+
+def stored_pooling_of(wildcards):
+    return stored_pooling(wildcards.layer)
 
 
 def runs():

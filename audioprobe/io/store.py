@@ -2,10 +2,14 @@
 
 Layout of a layer file::
 
-    /activations   float, [clips, *layer_shape], chunked by clip
+    /activations   float32 or float16, [clips, *layer_shape], chunked by clip
     /clip_id       utf-8 strings, [clips]
     /labels/<name> utf-8 strings, [clips], one per label column of the manifest
-    attrs: model, dataset, layer, layer_shape, weights_sha256, config (canonical JSON), complete
+    attrs: model, dataset, layer, axes, layer_shape, weights_sha256, config (canonical JSON), complete;
+           a layer stored pooled (``activations.store``) also extraction_pool ({"axes": [...], "stat": ...}),
+           and its axes and layer_shape are the kept ones
+
+Readers get float16 activations as float32 (:attr:`LayerFile.activations`).
 
 Files are built under a temporary name and renamed when the last clip is written, so a file with the
 final name is always whole. No object header stores a time, so the same contents give the same bytes.
@@ -28,6 +32,7 @@ import numpy as np
 from audioprobe.io.atomic import canonical_json, replace_checked, temporary_beside
 
 STRING = h5py.string_dtype("utf-8")
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 CREATION_ORDER = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
 
 
@@ -59,18 +64,23 @@ def create_group(parent: h5py.Group, name: str) -> h5py.Group:
 
 
 class LayerWriter:
-    """Streams clip batches of one layer into a temporary HDF5 file."""
+    """Streams clip batches of one layer into a temporary HDF5 file.
+
+    ``dtype`` float16 halves the file: each batch is converted here, and a value beyond float16's range
+    (|x| > 65504, which would become infinite) is an error naming the layer and the file."""
 
     def __init__(self, path, clips: int, layer_shape, *, dtype="float32", compression="gzip",
                  attrs: dict | None = None):
         self.path = Path(path)
+        self.layer = (attrs or {}).get("layer", self.path.stem)
+        self.dtype = np.dtype(dtype)
         self.tmp = temporary_beside(self.path)
         self.clips = clips
         self.written = 0
         self.file = create_file(self.tmp)
-        chunk = (1, *layer_shape)
+        chunk = (1, *layer_shape)  # also uncompressed: a contiguous layout measured no cheaper in an extraction
         self.data = self.file.create_dataset(
-            "activations", shape=(clips, *layer_shape), dtype=dtype, chunks=chunk if clips else None,
+            "activations", shape=(clips, *layer_shape), dtype=self.dtype, chunks=chunk if clips else None,
             track_times=False, **_compression(compression))
         for key, value in (attrs or {}).items():
             self.file.attrs[key] = value if isinstance(value, (str, int, float)) else canonical_json(value)
@@ -81,8 +91,18 @@ class LayerWriter:
         end = self.written + batch.shape[0]
         if end > self.clips:
             raise ValueError(f"{self.path}: got {end} clips, expected {self.clips}")
-        self.data[self.written:end] = batch
+        if self.dtype == np.float16 and batch.dtype != np.float16:
+            batch = self._as_float16(batch)
+        self.data[self.written:end] = batch.astype(self.dtype, copy=False)
         self.written = end
+
+    def _as_float16(self, batch: np.ndarray) -> np.ndarray:
+        if batch.size and max(-float(np.min(batch)), float(np.max(batch))) > FLOAT16_MAX:
+            clip, value = _first_beyond(batch, FLOAT16_MAX)
+            raise ValueError(f"{self.path}: layer {self.layer} has the value {value:g} at clip {self.written + clip}, "
+                             f"beyond float16's range (|x| <= {FLOAT16_MAX:g}); it would be stored as infinite: "
+                             "set activations.dtype to float32")
+        return batch.astype(np.float16)
 
     def finish(self, clip_ids, labels: dict[str, list]) -> None:
         if self.written != self.clips:
@@ -97,6 +117,13 @@ class LayerWriter:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
+
+
+def _first_beyond(batch: np.ndarray, limit: float) -> tuple[int, float]:
+    """(row, value) of the first value of ``batch`` whose magnitude exceeds ``limit``."""
+    flat = batch.reshape(len(batch), -1)
+    row = int(np.argmax((np.abs(flat) > limit).any(axis=1)))
+    return row, float(flat[row][np.argmax(np.abs(flat[row]) > limit)])
 
 
 def write_index(file: h5py.File, clip_ids, labels: dict[str, list]) -> None:
@@ -200,6 +227,16 @@ def read_strings(dataset: h5py.Dataset) -> list[str]:
     return [value.decode() if isinstance(value, bytes) else value for value in dataset[()]]
 
 
+def _extraction_pooled_axes(attrs: dict) -> list[str]:
+    """The axes a layer file was pooled over at extraction (its ``extraction_pool`` attribute), or []."""
+    record = attrs.get("extraction_pool")
+    if record is None:
+        return []
+    if not (isinstance(record, dict) and isinstance(record.get("axes"), list) and record.get("stat")):
+        raise ValueError(f"its extraction_pool attribute is not {{'axes': [...], 'stat': ...}} ({record!r})")
+    return [str(name) for name in record["axes"]]
+
+
 class NotExtractedError(ValueError):
     """A file with ``/activations`` that lacks the records of the extraction which writes every layer file."""
 
@@ -270,7 +307,9 @@ class LayerFile:
     def _model_shape(self):
         """(description, per-clip shape) of the model, layer and clip length the file records.
 
-        A pooled file (attribute ``pooled_axes``) holds the product of the model's shape over its kept axes.
+        A layer stored pooled at extraction (attribute ``extraction_pool``) holds the model's shape without the
+        axes it was pooled over; a pooled file (attribute ``pooled_axes``) holds the product of that shape over
+        its kept axes.
         A file that records none of them, or only some, is a :class:`NotExtractedError`: without them its
         shape cannot be checked, and audioprobe's extraction always writes them."""
         attrs = self.attrs
@@ -291,8 +330,11 @@ class LayerFile:
 
         kind = config["model"]["kind"]
         try:
-            want = model_layer_shape(config["model"], layer, float(config["clip_seconds"]))
+            stored_pooled = _extraction_pooled_axes(attrs)
+            want = model_layer_shape(config["model"], layer, float(config["clip_seconds"]), pooled=stored_pooled)
             source = f"what {kind} gives at {layer} for {config['clip_seconds']} s clips"
+            if stored_pooled:
+                source += f" stored pooled over {','.join(stored_pooled)} at extraction"
             if "pooled_axes" in attrs:
                 names = str(attrs["axes"]).split(",")
                 kept = [names.index(name) for name in str(attrs.get("kept_axes", "")).split(",") if name]
@@ -310,8 +352,11 @@ class LayerFile:
         self.file.close()
 
     @property
-    def activations(self) -> h5py.Dataset:
-        return self.file["activations"]
+    def activations(self):
+        """``/activations``: the h5py dataset, or for a float16 file a view that reads it as float32 (the
+        analyses compute in float32; the conversion happens block by block as they read)."""
+        data = self.file["activations"]
+        return Float32Reads(data) if data.dtype == np.float16 else data
 
     def strings(self, name: str) -> list[str]:
         """A string dataset as Python strings (see :func:`read_strings`)."""
@@ -334,6 +379,34 @@ class LayerFile:
                     value = json.loads(value)
             out[key] = value
         return out
+
+
+class Float32Reads:
+    """A float16 dataset whose reads (any h5py index: slices, sorted index lists, ``()``; ``read_direct``)
+    return float32."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.dataset = dataset
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.dataset.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.dataset.ndim
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.dataset[key], dtype=np.float32)
+
+    def read_direct(self, dest: np.ndarray, source_sel=None, dest_sel=None) -> None:
+        """h5py's ``read_direct`` into a float32 buffer (numpy converts: HDF5's own float16 conversion is slow)."""
+        dest[() if dest_sel is None else dest_sel] = self.dataset[() if source_sel is None else source_sel]
 
 
 def _compression(name: str) -> dict:

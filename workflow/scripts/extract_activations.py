@@ -1,4 +1,5 @@
-"""One pass of a model over a dataset's clips, every requested layer streamed into its own HDF5 file."""
+"""One pass of a model over a dataset's clips, every requested layer streamed into its own HDF5 file (reduced at
+extraction for a layer that activations.store stores pooled)."""
 
 from pathlib import Path
 
@@ -14,4 +15,5 @@ clips = read_manifest(snakemake.input.manifest)
 log.info("%d clips, layers %s, weights sha256 %s", len(clips), ", ".join(outputs), model.weights_sha256)
 activations.extract(model, clips, snakemake.params.root, outputs, clip_seconds=settings["clip_seconds"],
                     batch_size=settings["batch_size"], dtype=settings["dtype"], compression=settings["compression"],
-                    attrs={"dataset": snakemake.wildcards.dataset, "config": settings})
+                    attrs={"dataset": snakemake.wildcards.dataset, "config": settings},
+                    pooled=settings.get("stored_pooled"))
