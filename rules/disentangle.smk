@@ -33,7 +33,9 @@ rule train_flow:
         "results/benchmarks/train_flow/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # The flow's matrices (512 x 64 per step) are too small for a second thread: PyTorch's thread pool made a
+    # step 10x slower beside other jobs (README, measured figures); one thread leaves a core to another job.
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
