@@ -1,20 +1,34 @@
-"""Benchmark of metamer synthesis: all (sound, layer) pairs in one batch against one metamer at a time.
+"""Benchmark of metamer synthesis: the cochleagram at the input rate against the reduced envelope rate, and all
+(sound, layer) pairs in one batch against one metamer at a time.
 
 For each network (the conv2d and grouped_temporal keyword classifiers on the cochleagram front end, with
 random weights: speed does not depend on training; and YAMNet layers 2, 8 and 14), the same target sounds
-are synthesised two ways with the same settings:
+are synthesised with the same settings:
 
-- batched: one ``synthesise`` call for every sound x every metamer layer of the network (as the workflow);
-- one at a time: one ``synthesise`` call per (sound, layer), each with a forward pass that stops at its layer.
+- batched: one ``synthesise`` call for every sound x every metamer layer of the network (as the workflow),
+  once per ``--sounds`` count (4 and 16 sounds: 20 and 80 rows for the keyword networks);
+- one at a time: one ``synthesise`` call per (sound, layer) for the first count, each with a forward pass that
+  stops at its layer (``--no-one-at-a-time`` skips it).
+
+The keyword networks run twice in the same process, side by side: with the cochleagram's envelopes at the
+input rate (``envelope_oversampling: null``, Feather et al.'s computation, the front end before issue 13) and
+at the reduced rate (the default). Same targets, weights, seeds and iterations.
 
 Each network runs in a fresh process, as each is a separate workflow job (YAMNet also fixes TF's thread
 pools when it loads). Tracing and XLA compilation are excluded: ``synthesise`` logs a checkpoint every
 ``--checkpoint`` steps, and the per-step time is the time between the first checkpoint and the last one (the
-first steps, which trace the step function and compile the front end, fall before the first checkpoint). The
-whole call's wall time is kept too: the rest (tracing, compilation, the targets' forward pass) is reported as
+first steps, which trace the step function and compile the front end, fall before the first checkpoint); the
+process's CPU seconds over the same steps are kept too, as a figure less sensitive to other load. The whole
+call's wall time is kept too: the rest (tracing, compilation, the targets' forward pass) is reported as
 overhead per call.
 
-    .venv/bin/python bench/metamers.py [--iterations 50] [--sounds 4] [--out bench/out/metamers.json]
+``--validity`` instead runs the workflow's own Study 2 steps in a scratch folder (commands-synth generated
+with config.yaml's settings, its manifest and split, the keyword waveforms, one training per keyword network
+with the input-rate front end, targets per word, synthesis and validation), synthesising and validating the
+same targets with both front ends, and prints passed/metamers and the median Spearman rho per layer.
+
+    .venv/bin/python bench/metamers.py [--iterations 50] [--sounds 4 16] [--out bench/out/metamers.json]
+    .venv/bin/python bench/metamers.py --validity [--validity-per-word 1] [--out bench/out/metamers-validity.json]
 """
 
 from __future__ import annotations
@@ -36,16 +50,25 @@ sys.path.insert(0, str(REPO))
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "stop", "go"]
 SAMPLE_RATE = 16000
-FRONTEND = {"kind": "cochleagram", "n": 40, "sample_factor": 1}
+FRONTEND = {"kind": "cochleagram", "n": 40, "sample_factor": 1}  # config.yaml's metamers.frontend
+#: the side by side: the envelopes at the input rate (before issue 13) and at the reduced rate (the default)
+FRONTENDS = {"input rate": {**FRONTEND, "envelope_oversampling": None}, "reduced rate": FRONTEND}
 KEYWORD_ARCHS = ("conv2d", "grouped_temporal")
 YAMNET = {"model": "yamnet", "model_config": {"kind": "yamnet"}, "layers": ["layer2", "layer8", "layer14"]}
 N_CLASSES = 8
+log = logging.getLogger("bench.metamers")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=50, help="synthesis steps per call (both ways)")
-    parser.add_argument("--sounds", type=int, default=4, help="target sounds (espeak-ng keywords, one second)")
+    parser.add_argument("--sounds", type=int, nargs="+", default=[4, 16],
+                        help="target sounds (espeak-ng keywords, one second) of each batched run; one at a time "
+                             "uses the first count")
+    parser.add_argument("--one-at-a-time", action=argparse.BooleanOptionalAction, default=True,
+                        help="also one synthesise call per (sound, layer)")
+    parser.add_argument("--frontends", nargs="+", default=list(FRONTENDS), choices=list(FRONTENDS),
+                        help="cochleagram variants the keyword networks run with")
     parser.add_argument("--checkpoint", type=int, default=5,
                         help="log_every of synthesise: steps before the first checkpoint (tracing) are not timed")
     parser.add_argument("--networks", nargs="+", default=[*KEYWORD_ARCHS, "yamnet"],
@@ -56,8 +79,14 @@ def parse_args(argv=None):
     parser.add_argument("--pass-rates", default=str(REPO / "results/metamers/commands-synth/pass_rates.csv"),
                         help="a workflow run's pass rates, read (never written) and included if present")
     parser.add_argument("--out", default=str(REPO / "bench/out/metamers.json"))
+    parser.add_argument("--validity", action="store_true",
+                        help="pass rates with both front ends through the workflow's steps (no timing table)")
+    parser.add_argument("--validity-per-word", type=int, default=1, help="--validity: target sounds per word")
+    parser.add_argument("--validity-iterations", type=int, default=300, help="--validity: synthesis iterations")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one network, in a fresh process
     args = parser.parse_args(argv)
+    if args.validity and args.out == parser.get_default("out"):
+        args.out = str(REPO / "bench/out/metamers-validity.json")
     if args.iterations < 2 * args.checkpoint:
         parser.error("--iterations must be at least twice --checkpoint (two checkpoints are timed)")
     return args
@@ -77,7 +106,7 @@ def make_targets(count: int, seed: int) -> tuple[np.ndarray, list[str], str]:
                  for i, word in enumerate(words)]
         return np.stack(clips).astype(np.float32), words, "espeak-ng (commands_synth.utterance)"
     except Exception as error:  # noqa: BLE001 - any espeak failure: fall back to tones
-        logging.warning("espeak-ng failed (%s): using tones", error)
+        log.warning("espeak-ng failed (%s): using tones", error)
         t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
         tones = [0.1 * np.sin(2 * np.pi * (220 * 2 ** (i / 4)) * t) * np.hanning(SAMPLE_RATE) for i in range(count)]
         return np.stack(tones).astype(np.float32), [f"tone{i}" for i in range(count)], "tones"
@@ -99,11 +128,11 @@ class KeywordStandIn:
         return self._outputs[relu_gradient](self.frontend(waveforms), training=False)
 
 
-def keyword_networks(arch: str, seed: int):
+def keyword_networks(arch: str, seed: int, frontend_config: dict):
     """(the network with every metamer layer, {layer: a network that stops at that layer})."""
     from audioprobe.metamers import architectures, frontends
 
-    frontend = frontends.build_frontend(FRONTEND)
+    frontend = frontends.build_frontend(frontend_config)
     classifier = architectures.build_classifier(arch, frontend.output_shape(SAMPLE_RATE), N_CLASSES, seed=seed)
     layers = architectures.metamer_layers(classifier)
     return KeywordStandIn(frontend, classifier, layers), \
@@ -129,15 +158,15 @@ def yamnet_networks(weights: str, threads: int):
 # --- timing -----------------------------------------------------------------------------------------------
 
 class Checkpoints(logging.Handler):
-    """Records the time of every 'step i/n' message ``synthesise`` logs."""
+    """Records the wall and CPU time of every 'step i/n' message ``synthesise`` logs."""
 
     def __init__(self):
         super().__init__(logging.INFO)
-        self.times: list[tuple[int, float]] = []
+        self.times: list[tuple[int, float, float]] = []
 
     def emit(self, record):
         if isinstance(record.msg, str) and record.msg.startswith("step %d/%d") and record.args:
-            self.times.append((int(record.args[0]), time.perf_counter()))
+            self.times.append((int(record.args[0]), time.perf_counter(), time.process_time()))
 
 
 def timed_synthesis(forward, targets, layers, iterations: int, checkpoint: int, seed: int) -> dict:
@@ -152,59 +181,74 @@ def timed_synthesis(forward, targets, layers, iterations: int, checkpoint: int, 
                                  Settings(iterations=iterations, log_every=checkpoint, seed=seed), log=logger)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     logger.removeHandler(handler)
-    (first, t0), (last, t1) = handler.times[0], handler.times[-1]
+    (first, t0, c0), (last, t1, c1) = handler.times[0], handler.times[-1]
     per_step = (t1 - t0) / (last - first)
     return {"rows": len(layers) * len(targets), "wall_seconds": wall, "cpu_seconds": cpu,
             "timed_steps": last - first, "timed_seconds": t1 - t0, "seconds_per_step": per_step,
+            "cpu_seconds_per_step": (c1 - c0) / (last - first),
             "overhead_seconds": wall - per_step * iterations,  # tracing, compilation, targets' forward, setup
-            "checkpoint_step_seconds": [(b - a) / (j - i) for (i, a), (j, b) in zip(handler.times, handler.times[1:])],
+            "checkpoint_step_seconds": [(b - a) / (j - i) for (i, a, _), (j, b, _) in zip(handler.times, handler.times[1:])],
             "final_loss_median": {layer: float(np.nanmedian(curve[-1, i])) for i, layer in enumerate(layers)},
             "diverged_rows": int((~np.isfinite(metamers).all(axis=-1)).sum())}
 
 
-def bench_network(name: str, whole, singles: dict, targets: np.ndarray, args) -> dict:
+def per_metamer_per_1k(run: dict, key: str = "seconds_per_step") -> float:
+    return run[key] / run["rows"] * 1000
+
+
+def bench_batched(name: str, whole, targets: np.ndarray, counts: list[int], args) -> dict:
+    """One batched call per sound count: {str(count): timings} (string keys, as in the JSON)."""
     layers = list(whole.layers)
-    metamers = len(layers) * len(targets)
-    load = {"before": os.getloadavg()}
-    print(f"[{name}] batched: {len(targets)} sounds x {len(layers)} layers = {metamers} rows", flush=True)
-    batched = timed_synthesis(whole.forward, targets, layers, args.iterations, args.checkpoint, args.seed)
-    load["after_batched"] = os.getloadavg()
-    print(f"[{name}]   {batched['seconds_per_step']:.4f} s/step, wall {batched['wall_seconds']:.1f} s", flush=True)
+    runs = {}
+    for count in counts:
+        load = os.getloadavg()
+        run = timed_synthesis(whole.forward, targets[:count], layers, args.iterations, args.checkpoint, args.seed)
+        runs[str(count)] = {**run, "load_average_before": load, "load_average_after": os.getloadavg()}
+        print(f"[{name}] batched, {count} sounds x {len(layers)} layers = {run['rows']} rows: "
+              f"{per_metamer_per_1k(run):.2f} s per metamer per 1,000 iterations "
+              f"(CPU {per_metamer_per_1k(run, 'cpu_seconds_per_step'):.2f}), load {load[0]:.1f}", flush=True)
+    return runs
+
+
+def bench_one_at_a_time(name: str, singles: dict, targets: np.ndarray, args) -> dict:
+    """One call per (sound, layer), each with a forward pass that stops at its layer."""
+    load = os.getloadavg()
     single = []
-    for layer in layers:
+    for layer, network in singles.items():
         for index in range(len(targets)):
-            run = timed_synthesis(singles[layer].forward, targets[index:index + 1], [layer], args.iterations,
+            run = timed_synthesis(network.forward, targets[index:index + 1], [layer], args.iterations,
                                   args.checkpoint, args.seed)
             single.append({"layer": layer, "sound": index, **run})
         mean = np.mean([r["seconds_per_step"] for r in single if r["layer"] == layer])
-        print(f"[{name}]   one at a time, {layer}: {mean:.4f} s/step per metamer", flush=True)
-    load["after_one_at_a_time"] = os.getloadavg()
-    batched_rate = batched["seconds_per_step"] / metamers * 1000
-    single_rate = float(np.mean([r["seconds_per_step"] for r in single])) * 1000
-    per_layer = {layer: float(np.mean([r["seconds_per_step"] for r in single if r["layer"] == layer])) * 1000
-                 for layer in layers}
-    return {"network": name, "layers": layers, "sounds": len(targets), "rows": metamers,
-            "batched_s_per_metamer_per_1k": batched_rate, "one_at_a_time_s_per_metamer_per_1k": single_rate,
-            "ratio_one_at_a_time_over_batched": single_rate / batched_rate,
-            "one_at_a_time_per_layer_s_per_metamer_per_1k": per_layer,
-            "overhead_seconds": {"batched_total": batched["overhead_seconds"],
-                                 "one_at_a_time_total": float(sum(r["overhead_seconds"] for r in single)),
-                                 "one_at_a_time_per_call_median": float(np.median([r["overhead_seconds"]
-                                                                                   for r in single]))},
-            "wall_seconds": {"batched": batched["wall_seconds"],
-                             "one_at_a_time": float(sum(r["wall_seconds"] for r in single))},
-            "cpu_seconds": {"batched": batched["cpu_seconds"],
-                            "one_at_a_time": float(sum(r["cpu_seconds"] for r in single))},
-            "load_average": load, "batched": batched, "one_at_a_time": single}
+        print(f"[{name}]   one at a time, {layer}: {mean * 1000:.2f} s per metamer per 1,000 iterations", flush=True)
+    return {"s_per_metamer_per_1k": float(np.mean([r["seconds_per_step"] for r in single])) * 1000,
+            "cpu_s_per_metamer_per_1k": float(np.mean([r["cpu_seconds_per_step"] for r in single])) * 1000,
+            "per_layer_s_per_metamer_per_1k": {layer: float(np.mean([r["seconds_per_step"] for r in single
+                                                                      if r["layer"] == layer])) * 1000
+                                                for layer in singles},
+            "overhead_seconds_total": float(sum(r["overhead_seconds"] for r in single)),
+            "overhead_seconds_per_call_median": float(np.median([r["overhead_seconds"] for r in single])),
+            "wall_seconds": float(sum(r["wall_seconds"] for r in single)),
+            "load_average_before": load, "load_average_after": os.getloadavg(), "calls": single}
+
+
+def bench_network(name: str, frontend: str, whole, singles: dict, targets: np.ndarray, args) -> dict:
+    label = f"{name}, {frontend}" if frontend else name
+    result = {"network": name, "frontend": frontend, "layers": list(whole.layers),
+              "batched": bench_batched(label, whole, targets, args.sounds, args)}
+    if args.one_at_a_time:
+        result["one_at_a_time"] = bench_one_at_a_time(label, singles, targets[:args.sounds[0]], args)
+    return result
 
 
 # --- machine, pass rates, report -------------------------------------------------------------------------
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor()
@@ -223,7 +267,7 @@ def package_version(*names: str):
 
 def git_state() -> dict:
     def git(*command):
-        result = subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True)
+        result = subprocess.run(["git", *command], check=False, cwd=REPO, capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else None
 
     status = git("status", "--porcelain")
@@ -240,33 +284,333 @@ def pass_rates(path: str):
             "rows": table.to_dict(orient="records")}
 
 
-def markdown(results: list[dict], args) -> str:
-    lines = [f"{args.sounds} sounds, {args.iterations} iterations per call (steps before the first checkpoint at "
-             f"{args.checkpoint} not timed); seconds per metamer per 1,000 iterations", "",
-             "| network | rows (sounds x layers) | batched | one at a time | ratio | one at a time per layer | "
-             "overhead s: batched / one-at-a-time total |", "|---|---|---|---|---|---|---|"]
+def _pairs(results: list[dict]) -> list[tuple[str, dict, dict | None]]:
+    """(network, its input-rate result or its only one, its reduced-rate result or None)."""
+    by_network = {}
     for r in results:
-        layers = ", ".join(f"{k} {v:.2f}" for k, v in r["one_at_a_time_per_layer_s_per_metamer_per_1k"].items())
-        lines.append(f"| {r['network']} | {r['rows']} ({r['sounds']} x {len(r['layers'])}) | "
-                     f"{r['batched_s_per_metamer_per_1k']:.2f} | {r['one_at_a_time_s_per_metamer_per_1k']:.2f} | "
-                     f"{r['ratio_one_at_a_time_over_batched']:.2f} | {layers} | "
-                     f"{r['overhead_seconds']['batched_total']:.1f} / "
-                     f"{r['overhead_seconds']['one_at_a_time_total']:.1f} |")
+        by_network.setdefault(r["network"], {})[r["frontend"]] = r
+    return [(name, runs.get("input rate", runs.get(None, runs.get("reduced rate"))),
+             runs.get("reduced rate") if "input rate" in runs else None) for name, runs in by_network.items()]
+
+
+def _cell(value: float, cpu: float) -> str:
+    return f"{value:.2f} ({cpu:.2f})"
+
+
+def markdown(results: list[dict], args) -> str:
+    """The batched table (a row per network x rows) and, when measured, the one-at-a-time table."""
+    lines = [(f"{args.iterations} iterations per call (steps before the first checkpoint at {args.checkpoint} not "
+              "timed); seconds per metamer per 1,000 iterations, wall (CPU of the process); speed-up = input rate / "
+              "reduced rate (YAMNet has no cochleagram: its one run is in the first column)"), "",
+             "| network | rows (sounds x layers) | envelopes at the input rate | reduced rate | speed-up (CPU) |",
+             "|---|---|---|---|---|"]
+    for name, full, reduced in _pairs(results):
+        for count, run in full["batched"].items():
+            rate = per_metamer_per_1k(run), per_metamer_per_1k(run, "cpu_seconds_per_step")
+            row = f"| {name} | {run['rows']} ({count} x {len(full['layers'])}) | {_cell(*rate)} |"
+            if reduced is None:
+                lines.append(row + " – | – |")
+                continue
+            fast = reduced["batched"][count]
+            fast_rate = per_metamer_per_1k(fast), per_metamer_per_1k(fast, "cpu_seconds_per_step")
+            lines.append(row + f" {_cell(*fast_rate)} | {rate[0] / fast_rate[0]:.2f}x ({rate[1] / fast_rate[1]:.2f}x) |")
+    if not args.one_at_a_time:
+        return "\n".join(lines)
+    lines += ["", (f"One (sound, layer) at a time, {args.sounds[0]} sounds; ratio = one at a time / batched (same "
+                   "rows as the first batched row):"), "",
+              "| network | front end | one at a time (CPU) | ratio | per layer | overhead s: batched / one-at-a-time total |",
+              "|---|---|---|---|---|---|"]
+    for r in results:
+        single, batched = r["one_at_a_time"], r["batched"][str(args.sounds[0])]
+        layers = ", ".join(f"{k} {v:.2f}" for k, v in single["per_layer_s_per_metamer_per_1k"].items())
+        lines.append(f"| {r['network']} | {r['frontend'] or '–'} | "
+                     f"{_cell(single['s_per_metamer_per_1k'], single['cpu_s_per_metamer_per_1k'])} | "
+                     f"{single['s_per_metamer_per_1k'] / per_metamer_per_1k(batched):.2f} | {layers} | "
+                     f"{batched['overhead_seconds']:.1f} / {single['overhead_seconds_total']:.1f} |")
     return "\n".join(lines)
 
 
 def run_child(args) -> None:
-    """One network, in this (fresh) process: its result as JSON to ``args.out``."""
+    """One network, in this (fresh) process: its results (one per front end) as JSON to ``args.out``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(max(1, args.threads))  # as load_network does
-    targets, _, _ = make_targets(args.sounds, args.seed)
+    targets, _, _ = make_targets(max(args.sounds), args.seed)
     if args.child == "yamnet":
         whole, singles = yamnet_networks(args.weights, args.threads)
+        results = [bench_network(args.child, None, whole, singles, targets, args)]
     else:
-        whole, singles = keyword_networks(args.child, args.seed)
-    Path(args.out).write_text(json.dumps(bench_network(args.child, whole, singles, targets, args), default=float))
+        results = [bench_network(args.child, frontend, *keyword_networks(args.child, args.seed, FRONTENDS[frontend]),
+                                 targets, args) for frontend in args.frontends]
+    Path(args.out).write_text(json.dumps(results, default=float))
+
+
+# --- the reduced rate against the reference ----------------------------------------------------------------
+
+def error_signals(targets: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """White noise, pink noise as synthesis starts from it (RMS 0.01), and the espeak-ng targets."""
+    from audioprobe.metamers.synthesis import pink_noise
+
+    white = np.random.default_rng(seed).standard_normal((1, targets.shape[1]))
+    return {"white noise": (white / white.std() * 0.1).astype(np.float32),
+            "pink noise": pink_noise(np.random.default_rng(seed), 1, targets.shape[1], 0.01),
+            "espeak-ng speech": targets.astype(np.float32)}
+
+
+def reference_errors(signals: dict[str, np.ndarray]) -> list[dict]:
+    """Max |reduced rate - cochleagram_reference| over the signals of each kind, before the compression
+    (power 1, offset 0) and after it: absolute, relative to the clip's peak, and the largest relative to a
+    channel's own peak."""
+    from audioprobe.metamers.frontends import build_frontend, cochleagram_reference
+
+    rows = []
+    for stage, extra in [("envelope (linear)", {"power": 1.0, "offset": 0.0}), ("cochleagram (compressed)", {})]:
+        config = {**FRONTEND, **extra}
+        params = {k: v for k, v in config.items() if k != "kind"}
+        for name, waves in signals.items():
+            reference, got = cochleagram_reference(waves, **params), build_frontend(config)(waves).numpy()
+            error = np.abs(got - reference)
+            rows.append({"stage": stage, "signal": name, "clips": len(waves), "max_abs": float(error.max()),
+                         "max_relative_to_clip_peak": float((error.max(axis=(1, 2)) / reference.max(axis=(1, 2))).max()),
+                         "max_relative_to_channel_peak": float((error.max(axis=2) / reference.max(axis=2)).max())})
+    return rows
+
+
+def errors_markdown(rows: list[dict]) -> str:
+    lines = [f"Reduced rate against cochleagram_reference ({FRONTEND}, one-second clips):", "",
+             "| stage | signal | clips | max abs error | relative to the clip's peak | relative to the channel's peak |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['signal']} | {r['clips']} | {r['max_abs']:.1e} | {r['max_relative_to_clip_peak']:.1e} | "
+              f"{r['max_relative_to_channel_peak']:.1e} |" for r in rows]
+    return "\n".join(lines)
+
+
+# --- validity: the workflow's Study 2 steps with both front ends -------------------------------------------
+
+def workflow_config() -> dict:
+    """config.yaml with the schema's defaults filled in, as the workflow sees it."""
+    import yaml
+
+    from audioprobe import config as apconfig
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    return apconfig.fill_defaults(config, apconfig.load_schema())
+
+
+def prepare_keyword_data(folder: Path, config: dict, log) -> dict:
+    """generate_commands_synth, build_manifest, keyword_split and keyword_waveforms of the workflow, in
+    ``folder``: {"waveforms": path, "split": path}."""
+    from audioprobe.datasets.build import build_manifest
+    from audioprobe.datasets.generate import generate_commands_synth
+    from audioprobe.latent.steps import make_split
+    from audioprobe.metamers import steps
+
+    settings, name = config["metamers"], config["metamers"]["dataset"]
+    dataset = config["datasets"][name]
+    audio, manifest = folder / "audio", folder / "manifest.csv"
+    generate_commands_synth(audio, dataset, log=log)
+    build_manifest(audio, dataset, manifest, folder / "rejected.csv", log=log, name=name)
+    make_split(manifest, folder / "split.csv", [settings["label"]], settings["split"], section="metamers",
+               labels_key="metamers.label", use="the keyword networks")
+    steps.keyword_waveforms(manifest, audio, folder / "waveforms.h5", clip_seconds=dataset["clip_seconds"],
+                            label=settings["label"], log=log)
+    return {"waveforms": folder / "waveforms.h5", "split": folder / "split.csv"}
+
+
+def test_accuracy(network: dict, data: dict, trained, samples: int) -> float:
+    """The trained classifier's accuracy on the test split, read through ``network``'s front end."""
+    from audioprobe.latent.split import class_codes, split_masks
+    from audioprobe.metamers import steps
+
+    waves = steps.read_waveforms(data["waveforms"])
+    test = split_masks(data["split"], waves["clip_id"])["test"]
+    labels, _ = class_codes(waves["word"])
+    net = steps.KeywordNetwork(network, trained.weights, json.loads(Path(trained.evaluation).read_text()), samples)
+    return float(np.mean(net.predict(waves["waveforms"][test]) == labels[test]))
+
+
+def synthesise_and_validate(arch: str, network: dict, data: dict, trained, folder: Path, config: dict, args, log):
+    """synthesise_metamers and validate_metamers of the workflow for one network: (validation table, seconds)."""
+    from types import SimpleNamespace
+
+    from audioprobe.io.atomic import read_csv
+    from audioprobe.metamers import steps
+
+    settings = config["metamers"]
+    synthesis = {**settings["synthesis"], "iterations": args.validity_iterations}
+    targets = {**settings["targets"], "per_word": args.validity_per_word}
+    inputs = SimpleNamespace(**data, weights=trained.weights, evaluation=trained.evaluation,
+                             metamers=folder / "metamers.h5")
+    started = time.perf_counter()
+    steps.synthesise_step(inputs, inputs.metamers, network=network, synthesis_settings=synthesis, targets=targets,
+                          threads=args.threads, log=log)
+    seconds = time.perf_counter() - started
+    outputs = SimpleNamespace(validation=folder / "validation.csv", null=folder / "null.csv", wavs=folder / "wavs",
+                              figure=folder / "metamers.png")
+    steps.validate_step(inputs, outputs, network=network, null=settings["null_distribution"], net_name=arch,
+                        threads=args.threads, log=log)
+    return read_csv(outputs.validation), seconds
+
+
+def cochleagram_difference(frontends: dict, waves: np.ndarray) -> float:
+    """max |reduced - input rate| over the cochleagrams of ``waves``, relative to the input rate's maximum."""
+    from audioprobe.metamers import frontends as fe
+    from audioprobe.metamers.steps import representations
+
+    full, reduced = (representations(fe.build_frontend(frontends[name]), waves) for name in FRONTENDS)
+    return float(np.abs(reduced - full).max() / np.abs(full).max())
+
+
+def validity_table(rows: list[dict]) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    frame["cell"] = [f"{r.passed}/{r.metamers} (ρ {r.median_spearman:.3f}, loss {r.median_final_loss:.1e})"
+                     for r in frame.itertuples()]
+    table = frame.pivot_table(index=["model", "layer"], columns="frontend", values="cell", aggfunc="first",
+                              sort=False)
+    return table[list(FRONTENDS)].reset_index().to_markdown(index=False)
+
+
+def run_validity(args) -> dict:
+    """Train each keyword network once (input-rate front end), then synthesise and validate the same targets
+    with both front ends through the workflow's own steps; passed/metamers and median rho per layer."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from audioprobe.metamers import steps
+    from audioprobe.metamers.validation import pass_rates as rates_of
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log.setLevel(logging.INFO)  # the steps' progress
+    config = workflow_config()
+    settings = config["metamers"]
+    frontends = {name: {**settings["frontend"], **{k: v for k, v in variant.items() if k == "envelope_oversampling"}}
+                 for name, variant in FRONTENDS.items()}
+    load_before, started = os.getloadavg(), time.perf_counter()
+    rows, details = [], {}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        data = prepare_keyword_data(folder, config, log)
+        samples = steps.read_waveforms(data["waveforms"])["waveforms"].shape[1]
+        for arch in settings["architectures"]:
+            model = {"arch": arch, "groups": settings["groups"], "sizes": settings["sizes"]}
+            (folder / arch).mkdir()
+            trained = SimpleNamespace(weights=folder / arch / "weights.weights.h5",
+                                      history=folder / arch / "history.csv", evaluation=folder / arch / "evaluation.json")
+            steps.train_keyword_model_step(data["waveforms"], data["split"], trained,
+                                           model={**model, "frontend": frontends["input rate"]},
+                                           training=settings["training"], threads=args.threads, log=log)
+            details[arch] = {}
+            for name, frontend in frontends.items():
+                network = {"kind": "keyword", **model, "frontend": frontend}
+                (folder / arch / name).mkdir()
+                table, seconds = synthesise_and_validate(arch, network, data, trained, folder / arch / name, config,
+                                                         args, log)
+                losses = table.groupby(["model", "layer"], sort=False)["final_loss"].median()
+                rows += rates_of(table).merge(losses.rename("median_final_loss").reset_index()).assign(
+                    frontend=name).to_dict(orient="records")
+                details[arch][name] = {"synthesis_seconds": seconds, "test_accuracy": test_accuracy(network, data,
+                                                                                                     trained, samples),
+                                       "validation": table.to_dict(orient="records")}
+                print(f"[{arch}, {name}] synthesis {seconds:.0f} s; "
+                      f"test accuracy {details[arch][name]['test_accuracy']:.3f}", flush=True)
+            made = steps.read_metamers(folder / arch / "input rate" / "metamers.h5")
+            details[arch]["cochleagram_difference_on_targets"] = cochleagram_difference(frontends, made["targets"])
+    table = validity_table(rows)
+    load_after = os.getloadavg()
+    print(f"\n{args.validity_per_word} target(s) per word, {args.validity_iterations} iterations; passed/metamers "
+          "(median Spearman rho between metamer and natural activations at the layer, median final loss):\n")
+    print(table)
+    for arch, runs in details.items():
+        accuracy = ", ".join(f"{name} {runs[name]['test_accuracy']:.3f}" for name in frontends)
+        seconds = ", ".join(f"{name} {runs[name]['synthesis_seconds']:.0f} s" for name in frontends)
+        print(f"{arch}: test accuracy {accuracy}; synthesis {seconds}; the cochleagrams of the targets differ by "
+              f"at most {runs['cochleagram_difference_on_targets']:.1e} of their peak")
+    print(f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    return {"settings": {"per_word": args.validity_per_word, "iterations": args.validity_iterations,
+                         "frontends": frontends, "metamers": settings,
+                         "trained_with": "input rate", "dataset": config["datasets"][settings["dataset"]]},
+            "machine": machine(load_before, load_after), "git": git_state(),
+            "total_seconds": time.perf_counter() - started, "pass_rates": rows, "table": table, "details": details}
+
+
+def machine(load_before, load_after) -> dict:
+    return {"nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
+            "python": platform.python_version(), "tensorflow": package_version("tensorflow", "tensorflow-cpu"),
+            "keras": package_version("keras"), "platform": platform.platform(),
+            "load_average_before": load_before, "load_average_after": load_after}
+
+
+def child_command(name: str, out: Path, args) -> list[str]:
+    options = [f"--{key}={getattr(args, key)}" for key in ("iterations", "checkpoint", "threads", "seed", "weights")]
+    return [sys.executable, __file__, "--child", name, "--out", str(out), *options,
+            "--sounds", *map(str, args.sounds), "--frontends", *args.frontends,
+            "--one-at-a-time" if args.one_at_a_time else "--no-one-at-a-time"]
+
+
+def print_pass_rates(rates, path) -> None:
+    if not rates:
+        print(f"\nno pass rates at {path} (yet)")
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(rates["rows"])
+    columns = [c for c in ("model", "layer", "metamers", "passed", "diverged", "pass_rate") if c in frame]
+    print(f"\npass rates of the workflow run ({rates['path']}, written {rates['modified']}):\n")
+    print(frame[columns].to_markdown(index=False, floatfmt=".2f"))
+
+
+def run_speed(args) -> dict:
+    import tempfile
+
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    targets, words, source = make_targets(max(args.sounds), args.seed)
+    print(f"targets: {len(targets)} x {targets.shape[1]} samples from {source} ({', '.join(words)}); "
+          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.networks:
+            child_out = Path(folder) / f"{name}.json"
+            subprocess.run(child_command(name, child_out, args), check=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            results.extend(json.loads(child_out.read_text()))
+    load_after = os.getloadavg()
+    rates = pass_rates(args.pass_rates)
+    table = markdown(results, args)
+    keyword = any(name in KEYWORD_ARCHS for name in args.networks)
+    errors = reference_errors(error_signals(targets[:args.sounds[0]], args.seed)) if keyword else None
+    print()
+    print(table)
+    if errors:
+        print()
+        print(errors_markdown(errors))
+    print(f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    print_pass_rates(rates, args.pass_rates)
+    return {
+        "settings": {"iterations": args.iterations, "sounds": args.sounds, "checkpoint": args.checkpoint,
+                     "threads": args.threads, "seed": args.seed, "networks": args.networks,
+                     "frontends": {name: FRONTENDS[name] for name in args.frontends},
+                     "n_classes": N_CLASSES, "keyword_weights": "random (build_classifier, seed)",
+                     "yamnet": {**YAMNET, "weights": args.weights}, "targets": source, "words": words,
+                     "one_at_a_time": args.one_at_a_time,
+                     "one_at_a_time_forward": "a forward pass that stops at the metamer's layer",
+                     "timing": "seconds per step between the first and the last synthesise checkpoint (wall, and "
+                               "the process's CPU seconds); overhead = call wall time - seconds per step x iterations"},
+        "machine": machine(load_before, load_after),
+        "git": git_state(),
+        "total_seconds": time.perf_counter() - started,
+        "results": results,
+        "table": table,
+        "reference_errors": errors,
+        "pass_rates": rates,
+    }
 
 
 def main(argv=None) -> None:
@@ -274,57 +618,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.child:
         return run_child(args)
-    import tempfile
-
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    targets, words, source = make_targets(args.sounds, args.seed)
-    print(f"targets: {args.sounds} x {targets.shape[1]} samples from {source} ({', '.join(words)}); "
-          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in args.networks:
-            child_out = Path(folder) / f"{name}.json"
-            command = [sys.executable, __file__, "--child", name, "--out", str(child_out),
-                       *(f"--{key}={getattr(args, key)}" for key in ("iterations", "sounds", "checkpoint", "threads",
-                                                                    "seed", "weights"))]
-            subprocess.run(command, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-            results.append(json.loads(child_out.read_text()))
-    load_after = os.getloadavg()
-    rates = pass_rates(args.pass_rates)
-    table = markdown(results, args)
-    print()
-    print(table)
-    print(f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
-          f"{time.perf_counter() - started:.0f} s in all")
-    if rates:
-        import pandas as pd
-
-        frame = pd.DataFrame(rates["rows"])
-        columns = [c for c in ("model", "layer", "metamers", "passed", "diverged", "pass_rate") if c in frame]
-        print(f"\npass rates of the workflow run ({rates['path']}, written {rates['modified']}):\n")
-        print(frame[columns].to_markdown(index=False, floatfmt=".2f"))
-    else:
-        print(f"\nno pass rates at {args.pass_rates} (yet)")
-    record = {
-        "settings": {"iterations": args.iterations, "sounds": args.sounds, "checkpoint": args.checkpoint,
-                     "threads": args.threads, "seed": args.seed, "networks": args.networks, "frontend": FRONTEND,
-                     "n_classes": N_CLASSES, "keyword_weights": "random (build_classifier, seed)",
-                     "yamnet": {**YAMNET, "weights": args.weights}, "targets": source, "words": words,
-                     "one_at_a_time_forward": "a forward pass that stops at the metamer's layer",
-                     "timing": "seconds per step between the first and the last synthesise checkpoint; "
-                               "overhead = call wall time - seconds per step x iterations"},
-        "machine": {"nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
-                    "python": platform.python_version(), "tensorflow": package_version("tensorflow", "tensorflow-cpu"),
-                    "keras": package_version("keras"), "platform": platform.platform(),
-                    "load_average_before": load_before, "load_average_after": load_after},
-        "git": git_state(),
-        "total_seconds": time.perf_counter() - started,
-        "results": results,
-        "table": table,
-        "pass_rates": rates,
-    }
+    record = run_validity(args) if args.validity else run_speed(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float))

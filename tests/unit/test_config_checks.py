@@ -62,7 +62,7 @@ def test_the_default_config_passes_every_check():
      "metamers.yamnet.layers: model 'yamnet' has no layer 'layer99'; its layers are layer1, layer2"),
     ({"metamers": {"frontend": {"nn": 10}}},
      "metamers.frontend: Additional properties are not allowed ('nn' was unexpected); allowed: double_positive, "
-     "dtype, env_sr, fake_relu"),
+     "dtype, env_sr, envelope_oversampling, fake_relu"),
     ({"metamers": {"frontend": {"kind": "stft", "n": 40}}},
      "metamers.frontend: Additional properties are not allowed ('n', 'sample_factor' were unexpected); allowed: "
      "fft_length, frame_length, frame_step, kind"),
