@@ -59,56 +59,167 @@ def make_folds(manifest_path, split_path, out_path, factors, settings: dict) -> 
 
 
 def _rows(data, index: np.ndarray, chunk: int) -> np.ndarray:
-    """Rows ``index`` (sorted) of an HDF5 layer as [rows, values], read in chunks of clips."""
-    width = int(np.prod(data.shape[1:]))
-    return np.concatenate([data[i:i + chunk].reshape(-1, width)[index[(index >= i) & (index < i + chunk)] - i]
-                           for i in range(0, data.shape[0], chunk)])
+    """Rows ``index`` (sorted) of an HDF5 layer as [rows, values] float32, read in chunks of clips."""
+    source = LayerChunks(data, index, chunk)
+    rows = np.empty(source.shape, np.float32)
+    for first, block in source:
+        rows[first:first + len(block)] = block
+    return rows
 
 
-def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
-    """Fit the projection on the training clips and project every clip, reading the layer in chunks."""
+def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256,
+                  memory_mb: float | None = None, route: str | None = None) -> None:
+    """Fit the projection on the training clips and project every clip, reading the layer in chunks: in memory
+    (exact) where that fits ``memory_mb`` (``latent.projection_memory_mb``; None: the default), streamed otherwise
+    (:func:`audioprobe.latent.projection.choose_route`; ``route`` exact or streamed forces one)."""
+    budget = _memory_budget(memory_mb)
     with LayerFile(layer_path) as layer:
         data = layer.activations
         clip_ids, labels, shape = layer.clip_ids, layer.labels, tuple(data.shape[1:])
+        width = int(np.prod(shape))
         train = np.flatnonzero(split_masks(split_path, clip_ids)["train"])
-        x_train = _rows(data, train, chunk)
-        projection = Projection.fit(x_train, components, seed=seed)
-        del x_train
-        z = np.concatenate([projection.transform(data[i:i + chunk].reshape(-1, int(np.prod(shape))))
-                            for i in range(0, data.shape[0], chunk)])
-    log.info("%s: %d values -> %d components (%.1f %% of training variance), fitted on %d clips",
-             layer_path, int(np.prod(shape)), components, 100 * projection.explained_variance_ratio.sum(), len(train))
+        route = _route(route, len(train), width, len(train), budget)
+        if route == "exact":
+            x_train = _rows(data, train, chunk)
+            projection = Projection.fit(x_train, components, seed=seed)
+            del x_train
+            z = np.concatenate([projection.transform(data[i:i + chunk].reshape(-1, width))
+                                for i in range(0, data.shape[0], chunk)])
+            fit = {"route": "exact"}
+        else:
+            is_train = np.zeros((1, data.shape[0]), bool)
+            is_train[0, train] = True
+            (projection,), z, fit = _fit_streamed_rows(data, np.arange(data.shape[0]), is_train, components, seed,
+                                                       budget, chunk)
+            z = z[0]
+    log.info("%s: %d values -> %d components (%.1f %% of training variance), fitted on %d clips (%s)",
+             layer_path, width, components, 100 * projection.explained_variance_ratio.sum(), len(train),
+             route)
     projection.save(out_path, {"projected": z}, clip_ids=clip_ids, labels=labels,
                     attrs={"layer_shape": json.dumps(shape), "config": {"components": components, "seed": seed},
-                           "source": str(layer_path)})
+                           "source": str(layer_path), "fit": fit})
 
 
-def project_folds(layer_path, folds_path, out_path, *, components: int, seed: int, chunk: int = 256) -> None:
+def project_folds(layer_path, folds_path, out_path, *, components: int, seed: int, chunk: int = 256,
+                  memory_mb: float | None = None, route: str | None = None) -> None:
     """For each decoding fold, fit the projection on the fold's training clips and project every clip
-    outside the test split through it (``/projected`` [folds, clips, components])."""
+    outside the test split through it (``/projected`` [folds, clips, components]). In memory (exact) where that
+    fits ``memory_mb`` (``latent.projection_memory_mb``; None: the default); otherwise every fold is fitted by
+    streaming over the layer's rows in chunks, all folds from the same few passes (``route`` exact or streamed
+    forces one)."""
     from audioprobe.latent.projection import fold_projections
 
+    budget = _memory_budget(memory_mb)
     folds = read_csv(folds_path)
+    fold_of = folds["fold"].to_numpy()
     with LayerFile(layer_path) as layer:
         data = layer.activations
-        position = {clip: i for i, clip in enumerate(layer.clip_ids)}
-        missing = [c for c in folds["clip_id"] if c not in position]
-        if missing:
-            raise ValueError(f"{layer_path} has no clip {missing[0]!r} of {folds_path}: rerun the folds rule")
-        index = np.array([position[c] for c in folds["clip_id"]])
+        index = _fold_rows(layer.clip_ids, folds["clip_id"], layer_path, folds_path)
         order = np.argsort(index)
-        x = np.empty((len(index), int(np.prod(data.shape[1:]))), np.float32)
-        x[order] = _rows(data, index[order], chunk)
+        width = int(np.prod(data.shape[1:]))
+        largest = max(int((fold_of != f).sum()) for f in np.unique(fold_of))
+        route = _route(route, len(index), width, largest, budget)
+        if route == "exact":
+            x = np.empty((len(index), width), np.float32)
+            for first, block in LayerChunks(data, index[order], chunk):
+                x[order[first:first + len(block)]] = block
+            z, ratios = fold_projections(x, fold_of, components, seed=seed)
+            del x
+            fit = {"route": "exact"}
+        else:
+            train = fold_of[order][None, :] != np.unique(fold_of)[:, None]
+            projections, in_file_order, fit = _fit_streamed_rows(data, index[order], train, components, seed,
+                                                                 budget, chunk)
+            z = np.empty_like(in_file_order)
+            z[:, order] = in_file_order
+            del in_file_order
+            ratios = np.stack([p.explained_variance_ratio for p in projections])
         labels = {name: list(np.asarray(values)[index]) for name, values in layer.labels.items()}
-    fold_of = folds["fold"].to_numpy()
-    z, ratios = fold_projections(x, fold_of, components, seed=seed)
     log.info("%s: %d folds, each projection fitted on its fold's %s training clips (%.1f %% of their variance "
-             "kept on average)", layer_path, z.shape[0], sorted(set(int((fold_of != f).sum()) for f in
-                                                                  np.unique(fold_of))), 100 * ratios.sum(1).mean())
+             "kept on average; %s)", layer_path, z.shape[0],
+             sorted({int((fold_of != f).sum()) for f in np.unique(fold_of)}), 100 * ratios.sum(1).mean(), route)
     write_arrays(out_path, {"projected": z, "fold": fold_of, "explained_variance_ratio": ratios},
                  clip_ids=list(folds["clip_id"]), labels=labels,
                  attrs={"config": {"components": components, "seed": seed}, "source": str(layer_path),
-                        "decoded_on": DECODED_ON})
+                        "decoded_on": DECODED_ON, "fit": fit})
+
+
+def _route(route: str | None, rows: int, values: int, train_rows: int, budget: float) -> str:
+    from audioprobe.latent.projection import choose_route
+
+    if route not in (None, "exact", "streamed"):
+        raise ValueError(f"route must be exact, streamed or None (chosen by the memory budget), got {route!r}")
+    return route or choose_route(rows, values, train_rows, budget)
+
+
+def _memory_budget(memory_mb: float | None) -> float:
+    from audioprobe.latent.projection import MEMORY_MB
+
+    return float(MEMORY_MB if memory_mb is None else memory_mb)
+
+
+def _fold_rows(clip_ids, fold_clips, layer_path, folds_path) -> np.ndarray:
+    """The layer file's row of each clip of the folds, in the folds' order."""
+    position = {clip: i for i, clip in enumerate(clip_ids)}
+    missing = [c for c in fold_clips if c not in position]
+    if missing:
+        raise ValueError(f"{layer_path} has no clip {missing[0]!r} of {folds_path}: rerun the folds rule")
+    return np.array([position[c] for c in fold_clips], dtype=np.int64)
+
+
+def _fit_streamed_rows(data, index, train, components: int, seed: int, budget: float, chunk: int):
+    """Streamed fits (one per row of ``train``) on rows ``index`` (sorted) of a layer, planned to stay within
+    ``budget`` MB: (projections, [fits, rows, components] in ``index`` order, a record of how they were fitted)."""
+    from audioprobe.latent.projection import (
+        BLOCK,
+        POWER_ITERATIONS,
+        fit_streamed,
+        plan_streamed,
+        streamed_peak_mb,
+    )
+
+    width = int(np.prod(data.shape[1:]))
+    batch, chunk_rows = plan_streamed(len(index), width, len(train), components, budget, chunk_rows=chunk,
+                                      itemsize=data.dtype.itemsize)
+    peak = streamed_peak_mb(len(index), width, batch, components, chunk_rows=chunk_rows,
+                            itemsize=data.dtype.itemsize)
+    if peak > budget:
+        log.warning("the streamed projection needs about %.0f MB even in its smallest plan, more than "
+                    "latent.projection_memory_mb (%.0f)", peak, budget)
+    log.info("streaming %d rows x %d values: %d fits per batch, chunks of %d rows, about %.0f MB", len(index),
+             width, batch, chunk_rows, peak)
+    projections, z = fit_streamed(LayerChunks(data, index, chunk_rows), train, components, seed,
+                                  fits_per_batch=batch)
+    fit = {"route": "streamed", "method": "block Krylov", "block": BLOCK, "power_iterations": POWER_ITERATIONS,
+           "chunk_rows": chunk_rows, "fits_per_batch": batch}
+    return projections, z, fit
+
+
+class LayerChunks:
+    """Rows ``index`` (sorted positions) of a layer's activations as float32 [rows, values] blocks of at most
+    ``chunk_rows`` rows, in file order. Each block is read run by run of consecutive rows (random row access is
+    slow in h5py) into one buffer, which the next block overwrites."""
+
+    def __init__(self, data, index, chunk_rows: int):
+        self.data, self.index, self.chunk_rows = data, np.asarray(index, dtype=np.int64), int(chunk_rows)
+        if len(self.index) > 1 and not (np.diff(self.index) > 0).all():
+            raise ValueError("LayerChunks reads rows in increasing order: sort the index")
+        self.shape = (len(self.index), int(np.prod(data.shape[1:])))
+
+    def __iter__(self):
+        buffer = np.empty((min(self.chunk_rows, len(self.index)), *self.data.shape[1:]), self.data.dtype)
+        for first in range(0, len(self.index), self.chunk_rows):
+            rows = self.index[first:first + self.chunk_rows]
+            for start, stop, at in _runs(rows):
+                self.data.read_direct(buffer, np.s_[start:stop], np.s_[at:at + stop - start])
+            yield first, buffer[:len(rows)].reshape(len(rows), -1).astype(np.float32, copy=False)
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, stop, position in ``rows``) of each run of consecutive values of the sorted ``rows``."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts, ends = np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1, int(a)) for a, b in zip(starts, ends)]
 
 
 def projected(path) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
@@ -155,9 +266,8 @@ def decode_all_layers(projections: dict[str, str], folds_path, factors, settings
               "seed": settings["seed"]}
     groups = folds["group"].astype(str).to_numpy()
     split = f"{decode.describe_split(n_folds)}, stratified by {' x '.join(factors)}"
-    table = decode.decode_layers(features, factor_values, groups, split=split, decoded_on=DECODED_ON, **common)
-    null = decode.null_distribution(features, factor_values, groups, permutations=settings["permutations"],
-                                    **common)
+    table, null = decode.decode_with_null(features, factor_values, groups, permutations=settings["permutations"],
+                                          split=split, decoded_on=DECODED_ON, **common)
     resolution = decode.null_resolution(factor_values, groups, common["folds"], settings["permutations"])
     for _, row in resolution.iterrows():
         log.info("%s: the null shuffles %ss within %s and reaches 10^%.1f distinct relabelings: the smallest "
@@ -291,9 +401,8 @@ def figure1_step(latents_path, split_path, outputs, *, factors, decode: dict) ->
         features = {"own dimension": latents[test][:, [dim]], "other factor's dimension": latents[test][:, other],
                     "residual dimensions": latents[test][:, residual]}
         target = {factor: values[factor][test]}
-        folds = decoding.decode_layers(features, target, groups, decoded_on="test clips", **settings)
-        null = decoding.null_distribution(features, target, groups, permutations=decode["permutations"],
-                                          **settings)
+        folds, null = decoding.decode_with_null(features, target, groups, permutations=decode["permutations"],
+                                                decoded_on="test clips", **settings)
         for _, row in decoding.summarise_decoding(folds, null).iterrows():
             rows.append({"factor": factor, "features": row["layer"], "dimensions": features[row["layer"]].shape[1],
                          "mean_accuracy": row["mean_accuracy"], "se": row["se_accuracy"],

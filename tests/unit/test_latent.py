@@ -408,8 +408,12 @@ def test_gram_and_svd_routes_give_the_same_components():
 def test_projection_memory_grows_with_the_layer_and_caps_the_gram_term():
     from audioprobe.latent.projection import GRAM_MAX_ROWS, projection_mem_mb
 
-    small, large, huge = projection_mem_mb(50), projection_mem_mb(5_000), projection_mem_mb(500_000)
+    small, large, huge = (projection_mem_mb(size, budget_mb=None) for size in (50, 5_000, 500_000))
     assert 1000 < small < large < huge
     assert large >= 1000 + 5 * 5_000  # the copies of the data alone
     assert huge - 5 * 500_000 - 1000 <= GRAM_MAX_ROWS ** 2 * 24 / 1e6  # n² bounded by the cap
-    assert projection_mem_mb(5_000, compressed=True) > large
+    assert projection_mem_mb(5_000, compressed=True, budget_mb=None) > large
+    assert projection_mem_mb(2_500, itemsize=2, budget_mb=None) == large  # float16 values are float32 in memory
+    # with a budget (latent.projection_memory_mb) a large layer streams within it, whatever its size
+    assert projection_mem_mb(50, budget_mb=4000) == small
+    assert projection_mem_mb(5_000, budget_mb=4000) == projection_mem_mb(500_000, budget_mb=4000) == 4000

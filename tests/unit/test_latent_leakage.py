@@ -134,6 +134,37 @@ def test_test_clips_are_in_no_fold_and_shape_no_projection(two_runs):
         assert not np.allclose(z_a[test], z_b[test]) and np.array_equal(z_a[~test], z_b[~test])
 
 
+def test_the_streamed_projections_ignore_the_test_clips_too(tmp_path):
+    """The route for layers too large for memory (latent.projection_memory_mb) reads the test clips' rows with
+    the others (project_layer) but gives them weight exactly zero: replacing them changes no fitted array,
+    no fold's coordinates and no training or validation clip's coordinates, bit for bit."""
+    clips = dataset()
+    test = (clips["split"] == "test").to_numpy()
+    values = layer_values(clips, WIDTH, 4)
+    changed = np.where(test[:, None], np.random.default_rng(5).normal(50, 9, values.shape), values)
+    labels = {"material": list(clips["label_material"]), "action": list(clips["label_action"])}
+    decode = {"k": 3, "metric": "euclidean", "folds": 4, "permutations": 50, "seed": 0}
+    runs = []
+    for name, layer in (("original", values), ("changed", changed)):
+        folder = tmp_path / name
+        write_inputs(folder, clips, {"layer": layer.astype(np.float32)}, labels)
+        steps.make_folds(folder / "manifest.csv", folder / "split.csv", folder / "cv_folds.csv", FACTORS, decode)
+        steps.project_layer(folder / "layer.h5", folder / "split.csv", folder / "projection.h5", components=6,
+                            seed=0, chunk=16, route="streamed")
+        steps.project_folds(folder / "layer.h5", folder / "cv_folds.csv", folder / "folds.h5", components=6,
+                            seed=0, chunk=16, route="streamed")
+        runs.append(folder)
+    first, second = runs
+    a, b = Projection.load(first / "projection.h5"), Projection.load(second / "projection.h5")
+    for field in ("mean_in", "scale_in", "components", "explained_variance_ratio", "mean_out", "scale_out"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    z_a, z_b = (arrays(folder / "projection.h5", "projected")["projected"] for folder in runs)
+    np.testing.assert_array_equal(z_a[~test], z_b[~test])
+    fold_a, fold_b = (arrays(folder / "folds.h5", "projected", "explained_variance_ratio") for folder in runs)
+    np.testing.assert_array_equal(fold_a["projected"], fold_b["projected"])
+    np.testing.assert_array_equal(fold_a["explained_variance_ratio"], fold_b["explained_variance_ratio"])
+
+
 def test_decoders_null_and_best_layer_ignore_the_test_clips(two_runs):
     _, _, first, best_first, second, best_second = two_runs
     for name in ("folds", "null", "summary", "tests"):
