@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.provenance import git_state  # noqa: E402
 from audioprobe import models  # noqa: E402
 from audioprobe.activations import clip_samples, extract  # noqa: E402
 from audioprobe.datasets import maas_synth, naming  # noqa: E402
@@ -326,15 +326,6 @@ def machine_info() -> dict:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def git_state() -> dict:
-    def git(*command):
-        return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    package = hashlib.sha256()
-    for path in sorted((REPO / "audioprobe").rglob("*.py")):
-        package.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
-    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no").splitlines(),
-            "audioprobe_sha256": package.hexdigest()}
 
 
 def table(result: dict) -> str:

@@ -21,11 +21,9 @@ reports how often a pure float32 top-k (no float64 re-ranking) would pick anothe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.provenance import git_state  # noqa: E402
 from audioprobe.latent import decode
 from audioprobe.latent.split import cv_folds, split_groups
 
@@ -214,15 +213,6 @@ def machine_info() -> dict:
             "thread_pools": blas, "platform": platform.platform()}
 
 
-def git_state() -> dict:
-    def git(*command):
-        return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
-
-    package = hashlib.sha256()
-    for path in sorted((REPO / "audioprobe").rglob("*.py")):
-        package.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
-    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no").splitlines(),
-            "audioprobe_sha256": package.hexdigest()}
 
 
 def table(result: dict) -> str:

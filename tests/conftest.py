@@ -1,3 +1,4 @@
+import contextlib
 import importlib
 import os
 import shutil
@@ -10,6 +11,21 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("AUDIOPROBE_SHARED", REPO.parent / "shared"))
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str):
+    """Fail instead of hanging: raise TimeoutError naming ``what`` if the block runs ``seconds`` (SIGALRM)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: {what}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def unavailable(message: str):

@@ -5,9 +5,7 @@ The model is a stand-in with YAMNet's axes and the shapes of three of its layers
 clip's own samples laid out in the layer's shape, so every stored value is known without TensorFlow.
 """
 
-import contextlib
 import math
-import signal
 import threading
 
 import numpy as np
@@ -18,6 +16,7 @@ from audioprobe.datasets import manifest, naming
 from audioprobe.io.store import LayerFile, LayerWriter
 from audioprobe.models import yamnet
 from audioprobe.models.base import ModelAdapter
+from tests.conftest import deadline as shared_deadline
 from tests.conftest import tone
 
 RECORD = {"config": {"clip_seconds": 0.975, "model": {"kind": "yamnet"}}}
@@ -64,19 +63,8 @@ class PatternModel(ModelAdapter):
         raise NotImplementedError
 
 
-@contextlib.contextmanager
-def deadline(seconds=30):
-    """Fail instead of hanging (a stage waiting forever on a queue, or a thread never joined)."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+def deadline():
+    return shared_deadline(30, "a stage waiting forever on a queue, or a thread never joined")
 
 
 @pytest.fixture

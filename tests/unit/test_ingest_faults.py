@@ -4,10 +4,8 @@ Every bad input is made here in tmp_path: truncated and garbled files, empty lab
 duplicated names, FIFOs, symbolic links in and out of the root, and float audio far above full scale.
 """
 
-import contextlib
 import logging
 import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +16,12 @@ from audioprobe.datasets import manifest, naming
 from audioprobe.datasets.build import build_manifest
 from audioprobe.io import audio
 from audioprobe.io.atomic import read_csv
+from tests.conftest import deadline as shared_deadline
 from tests.conftest import tone
 
 
-@contextlib.contextmanager
-def deadline(seconds=10):
-    """Fail instead of hanging: opening a FIFO blocks until a writer comes, which never happens here."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: something opened a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+def deadline():
+    return shared_deadline(10, "something opened a FIFO")
 
 
 def settings(**options):
