@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 
@@ -161,7 +162,8 @@ def check_dissect(config: dict, layer_names) -> None:
 
 
 def check_storage(config: dict, layer_names) -> None:
-    """activations.store names extracted layers, pools only axes the pooled vectors pool, and stores pooled
+    """activations.store names extracted layers, pools only axes the pooled vectors pool, projects a layer to
+    no more components than it has values and to no fewer than Study 1 fits, and stores pooled or projected
     no layer that Study 3 dissects or that Study 1's flow may use: both continue the network from a layer's
     full activations."""
     activations = config["activations"]
@@ -177,8 +179,10 @@ def check_storage(config: dict, layer_names) -> None:
         if not any(layer in layers for layers in extracted.values()):
             raise ConfigError(f"{key}: {layer!r} is not an extracted layer of any run's model "
                               f"(extracted: {', '.join(dict.fromkeys(sum(extracted.values(), [])))})")
-        outside = [name for name in how["pool"] if name not in activations["pool"]["axes"]] \
-            if isinstance(how, dict) else []
+        projected = isinstance(how, dict) and "project" in how
+        # a projected layer's pooled vectors are its components, whatever activations.pool.axes says
+        outside = [name for name in how.get("pool", []) if name not in activations["pool"]["axes"]] \
+            if isinstance(how, dict) and not projected else []
         if outside:
             raise ConfigError(f"{key}.pool: {outside[0]!r} is not in activations.pool.axes "
                               f"({', '.join(activations['pool']['axes']) or 'none'}), so the pooled vectors keep "
@@ -186,8 +190,46 @@ def check_storage(config: dict, layer_names) -> None:
         problems = _needs_full(config, layer, extracted)
         if problems:
             reason, alternative = problems[0]
-            raise ConfigError(f"{key}: {layer} is stored pooled, but {reason} and needs its full activations: "
-                              f"remove {layer} from activations.store to store it full, or {alternative}")
+            raise ConfigError(f"{key}: {layer} is stored {_stored_as(how)}, but {reason} and needs its full "
+                              f"activations: remove {layer} from activations.store to store it full, or "
+                              f"{alternative}")
+        if projected:
+            _check_projection(config, layer, how, extracted)
+
+
+def _stored_as(how) -> str:
+    """How an activations.store entry other than full stores its layer, in words."""
+    if not isinstance(how, dict) or "project" not in how:
+        return "pooled"
+    return "pooled and projected" if how.get("pool") else "projected"
+
+
+def _check_projection(config: dict, layer: str, how: dict, extracted: dict) -> None:
+    """A projected layer has at least as many values per clip as components in every run that extracts it,
+    and at least as many components as Study 1's PCA fits in every Study 1 run."""
+    from audioprobe.activations import model_layer_shape
+
+    key, components = f"activations.store.{layer}.project", how["project"]
+    pooled = how.get("pool", [])
+    for run in config["activations"]["runs"]:
+        if layer not in extracted.get(run["model"], []):
+            continue
+        seconds = config["datasets"][run["dataset"]]["clip_seconds"]
+        size = math.prod(model_layer_shape(config["models"][run["model"]], layer, seconds, pooled=pooled))
+        if components > size:
+            where = f"{layer}{' pooled over ' + ', '.join(pooled) if pooled else ''}"
+            raise ConfigError(f"{key}: {components} components are more than the {size} values per clip of "
+                              f"{where} for {run['model']} on {run['dataset']} ({seconds} s clips), and a "
+                              f"projection cannot add information: set it to at most {size}, or remove {layer} "
+                              "from activations.store to store it full")
+    latent = config.get("latent", {})
+    for index, run in enumerate(latent.get("runs", [])):
+        fitted = latent["pca_components"]
+        if layer in extracted.get(run["model"], []) and components < fitted:
+            raise ConfigError(f"{key}: {components} components, but Study 1 fits latent.pca_components "
+                              f"({fitted}) principal components per fold on them (latent.runs[{index}]: "
+                              f"{run['model']} on {run['dataset']}): set {key} to at least {fitted}, or lower "
+                              f"latent.pca_components to at most {components}")
 
 
 def _needs_full(config: dict, layer: str, extracted: dict) -> list[tuple[str, str]]:

@@ -11,7 +11,13 @@ per fold on that fold's training clips (``latent.steps.project_folds``, which re
 both dtypes, their difference, the fold standard deviation of the float32 accuracies and the largest per-fold
 difference, and the bytes on disk per clip for both dtypes.
 
-    .venv/bin/python bench/float16.py [--layers layer4 layer8 layer12 layer14] [--out bench/out/float16.json]
+``--projections 256 1024`` also stores each layer projected (``activations.store: {layer: {project: K}}``,
+float32, seed ``--projection-seed``) in the same run, from the same clips and folds, and compares each K with
+the full float32 layer the same way: Study 1's per-fold standardise + PCA + standardise then runs on the K
+components instead of the layer's values.
+
+    .venv/bin/python bench/float16.py [--layers layer4 layer8 layer12 layer14] [--projections 256 1024]
+        [--out bench/out/float16.json]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from audioprobe import models  # noqa: E402
+from bench.provenance import git_state  # noqa: E402
 from audioprobe.activations import extract  # noqa: E402
 from audioprobe.datasets import maas_synth, naming  # noqa: E402
 from audioprobe.datasets.generate import generate_maas_synth  # noqa: E402
@@ -54,6 +61,9 @@ def parse_args(argv=None):
     parser.add_argument("--components", type=int, default=64)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--projections", type=int, nargs="*", default=[],
+                        help="also store every layer projected to each of these numbers of components")
+    parser.add_argument("--projection-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--weights", default=str(REPO.parent / "shared/models/yamnet/yamnet.tflite"))
     parser.add_argument("--out", default=str(REPO / "bench/out/float16.json"))
@@ -77,11 +87,22 @@ def write_folds(clips: pd.DataFrame, path: Path, args) -> pd.DataFrame:
     return folds
 
 
-def extract_layers(model, clips, root: Path, out: Path, layers: list[str], dtype: str) -> dict:
-    outputs = {layer: out / dtype / f"{layer}.h5" for layer in layers}
+def variants(args) -> dict[str, dict]:
+    """name -> how the layers are stored: float32 (the reference), float16, and float32 projected to each K."""
+    stored = {"float32": {"dtype": "float32"}, "float16": {"dtype": "float16"}}
+    for components in args.projections:
+        projected = {layer: {"components": components, "seed": args.projection_seed} for layer in args.layers}
+        stored[f"project{components}"] = {"dtype": "float32", "projected": projected}
+    return stored
+
+
+def extract_layers(model, clips, root: Path, out: Path, layers: list[str], name: str, how: dict) -> dict:
+    outputs = {layer: out / name / f"{layer}.h5" for layer in layers}
     started = time.monotonic()
-    extract(model, clips, root, outputs, clip_seconds=CLIP_SECONDS, dtype=dtype, compression="none",
-            attrs={"config": {"clip_seconds": CLIP_SECONDS, "model": {"kind": "yamnet"}, "dtype": dtype}})
+    extract(model, clips, root, outputs, clip_seconds=CLIP_SECONDS, dtype=how["dtype"], compression="none",
+            projected=how.get("projected"),
+            attrs={"config": {"clip_seconds": CLIP_SECONDS, "model": {"kind": "yamnet"}, "dtype": how["dtype"],
+                              **({"stored_projected": how["projected"]} if "projected" in how else {})}})
     return {"paths": outputs, "seconds": time.monotonic() - started,
             "bytes_per_clip": {layer: path.stat().st_size / len(clips) for layer, path in outputs.items()}}
 
@@ -100,14 +121,15 @@ def decode_dtype(paths: dict, folds_path: Path, out: Path, args) -> pd.DataFrame
                          folds=folds["fold"].to_numpy(), k=args.k)
 
 
-def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def compare(tables: dict[str, pd.DataFrame], other: str = "float16") -> pd.DataFrame:
+    """Per layer and factor: the mean accuracy of the float32 files and of ``other``'s on the same folds."""
     keys = ["layer", "factor", "fold"]
-    both = tables["float32"][keys + ["accuracy"]].merge(tables["float16"][keys + ["accuracy"]], on=keys,
-                                                        suffixes=("_float32", "_float16"))
-    both["difference"] = both["accuracy_float16"] - both["accuracy_float32"]
+    both = tables["float32"][keys + ["accuracy"]].merge(tables[other][keys + ["accuracy"]], on=keys,
+                                                        suffixes=("_float32", f"_{other}"))
+    both["difference"] = both[f"accuracy_{other}"] - both["accuracy_float32"]
     grouped = both.groupby(["layer", "factor"], sort=False)
     return pd.DataFrame({
-        "float32": grouped["accuracy_float32"].mean(), "float16": grouped["accuracy_float16"].mean(),
+        "float32": grouped["accuracy_float32"].mean(), other: grouped[f"accuracy_{other}"].mean(),
         "difference": grouped["difference"].mean(), "fold_sd_float32": grouped["accuracy_float32"].std(ddof=1),
         "largest_fold_difference": grouped["difference"].apply(lambda d: d.abs().max()),
         "folds": grouped.size()}).reset_index()
@@ -125,6 +147,27 @@ def table(summary: pd.DataFrame, sizes: dict) -> str:
     return "\n".join(lines)
 
 
+def projection_table(summaries: dict[str, pd.DataFrame], sizes: dict) -> str:
+    """Accuracy of the full float32 layer and of each projection (difference, largest per-fold difference),
+    then bytes per clip of each."""
+    names = list(summaries)
+    head = " | ".join(f"{name} | {name} - full | largest fold difference" for name in names)
+    lines = [f"| layer | factor | full (float32) | fold SD (full) | {head} |",
+             "|---|---|---|---|" + "---|" * (3 * len(names))]
+    reference = next(iter(summaries.values()))
+    for index, row in enumerate(reference.itertuples()):
+        cells = [f"{summaries[name].iloc[index][name]:.3f} | {summaries[name].iloc[index]['difference']:+.3f} | "
+                 f"{summaries[name].iloc[index]['largest_fold_difference']:.3f}" for name in names]
+        lines.append(f"| {row.layer} | {row.factor} | {row.float32:.3f} | {row.fold_sd_float32:.3f} | "
+                     f"{' | '.join(cells)} |")
+    lines += ["", f"| layer | bytes per clip, full (float32) | {' | '.join(names)} |",
+              "|---|---|" + "---|" * len(names)]
+    for layer, full in sizes["float32"].items():
+        cells = [f"{sizes[name][layer]:,.0f} ({full / sizes[name][layer]:,.0f}x smaller)" for name in names]
+        lines.append(f"| {layer} | {full:,.0f} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     load_start = os.getloadavg()
@@ -136,24 +179,30 @@ def main(argv=None) -> None:
         write_folds(clips, folds_path, args)
         model = models.load("yamnet", {"kind": "yamnet"}, args.weights, threads=args.threads)
         extracted, tables = {}, {}
-        for dtype in ("float32", "float16"):
-            print(f"{dtype}: extracting {', '.join(args.layers)} ...", file=sys.stderr)
-            extracted[dtype] = extract_layers(model, clips, tmp / "audio", tmp / "layers", args.layers, dtype)
-            print(f"{dtype}: projecting per fold and decoding ...", file=sys.stderr)
-            tables[dtype] = decode_dtype(extracted[dtype]["paths"], folds_path, tmp, args)
+        for name, how in variants(args).items():
+            print(f"{name}: extracting {', '.join(args.layers)} ...", file=sys.stderr)
+            extracted[name] = extract_layers(model, clips, tmp / "audio", tmp / "layers", args.layers, name, how)
+            print(f"{name}: projecting per fold and decoding ...", file=sys.stderr)
+            tables[name] = decode_dtype(extracted[name]["paths"], folds_path, tmp, args)
     summary = compare(tables)
-    sizes = {dtype: run["bytes_per_clip"] for dtype, run in extracted.items()}
+    projected = {name: compare(tables, name) for name in tables if name.startswith("project")}
+    sizes = {name: run["bytes_per_clip"] for name, run in extracted.items()}
     result = {"settings": {**{k: v for k, v in vars(args).items() if k != "out"}, "clips": len(clips),
-                           "groups": int(clips["group"].nunique())},
+                           "groups": int(clips["group"].nunique()), "git": git_state()},
               "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
               "extraction_seconds": {dtype: run["seconds"] for dtype, run in extracted.items()},
               "bytes_per_clip": sizes, "summary": summary.to_dict("records"),
+              "projection_summary": {name: table.to_dict("records") for name, table in projected.items()},
               "folds": {dtype: t.to_dict("records") for dtype, t in tables.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"{len(clips)} clips from {result['settings']['groups']} recordings, {args.folds} grouped folds, "
           f"PCA-{args.components} per fold, {args.k}-NN")
     print(table(summary, sizes))
+    if projected:
+        print(f"\nstored projected (very sparse random projection, seed {args.projection_seed}), then Study 1's "
+              f"PCA-{args.components} per fold on the components:")
+        print(projection_table(projected, sizes))
     print(f"\nwritten: {args.out}", file=sys.stderr)
 
 

@@ -1,5 +1,38 @@
-# Activations: one pass of each model over each dataset writes every layer's HDF5 file (full, or pooled at
-# extraction for the layers activations.store lists); then pooled vectors per clip and a summary table.
+# Activations: one pass of each model over each dataset writes every layer's HDF5 file (full, or pooled or
+# projected at extraction for the layers activations.store lists); then pooled vectors per clip and a summary
+# table.
+
+
+def stored_projection(layer):
+    """How ``layer`` is projected at extraction ({"components": K, "seed": s}), or None when it is not."""
+    how = config["activations"]["store"].get(layer, "full")
+    if not (isinstance(how, dict) and "project" in how):
+        return None
+    return {"components": how["project"], "seed": how.get("seed", 0)}
+
+
+def stored_settings(model):
+    """extraction_settings with the layers stored projected (stored_projected: layer -> components and seed),
+    only when there are some, so the settings, and what they rerun, of a config without any stay as they
+    were."""
+    general = extraction_settings(model)
+
+    def settings(wildcards):
+        projected = {layer: stored_projection(layer) for layer in run_layers(model) if stored_projection(layer)}
+        return {**general(wildcards), **({"stored_projected": projected} if projected else {})}
+
+    return settings
+
+
+def stored_form_of(wildcards):
+    """How the layer file pool_activations reads was stored: stored_pooling's value (None when full), with
+    its projection added for a layer stored projected (so that the others' params, and what they rerun,
+    stay as they were)."""
+    pooling, projection = stored_pooling(wildcards.layer), stored_projection(wildcards.layer)
+    if projection is None:
+        return pooling
+    return {**(pooling or {"axes": [], "stat": config["activations"]["pool"]["stat"]}), "project": projection}
+
 
 # One extraction rule per model, since each model has its own list of layer files.
 for model_name in sorted({model for model, _ in runs()}):
@@ -20,7 +53,7 @@ for model_name in sorted({model for model, _ in runs()}):
             model=model_name,
             weights=weights_source(model_name),
             root=dataset_root_of,
-            settings=extraction_settings(model_name),
+            settings=stored_settings(model_name),
         log:
             f"results/logs/extract_activations/{model_name}/{{dataset}}.log",
         benchmark:
@@ -44,7 +77,7 @@ rule pool_activations:
         pool=config["activations"]["pool"],
         model=model_config_of,
         clip_seconds=dataset_clip_seconds,
-        stored_pooling=stored_pooling_of,
+        stored_pooling=stored_form_of,
     log:
         "results/logs/pool_activations/{model}/{dataset}/{layer}.log",
     benchmark:

@@ -176,10 +176,11 @@ def extraction_settings(model):
 
 
 def stored_pooling(layer):
-    """How ``layer`` is pooled at extraction ({"axes": [...], "stat": ...}), or None when it is stored full."""
+    """How ``layer`` is pooled at extraction ({"axes": [...], "stat": ...}), or None when it is not pooled
+    (stored full, or projected without pooling first: {project: K})."""
     how = config["activations"]["store"].get(layer, "full")
     pool = config["activations"]["pool"]
-    axes = pool["axes"] if how == "pooled" else how["pool"] if isinstance(how, dict) else []
+    axes = pool["axes"] if how == "pooled" else how.get("pool", []) if isinstance(how, dict) else []
     return {"axes": list(axes), "stat": pool["stat"]} if axes else None
 
 

@@ -7,7 +7,10 @@ Layout of a layer file::
     /labels/<name> utf-8 strings, [clips], one per label column of the manifest
     attrs: model, dataset, layer, axes, layer_shape, weights_sha256, config (canonical JSON), complete;
            a layer stored pooled (``activations.store``) also extraction_pool ({"axes": [...], "stat": ...}),
-           and its axes and layer_shape are the kept ones
+           and its axes and layer_shape are the kept ones; a layer stored projected also
+           extraction_projection (kind, components, seed, density, matrix_sha256, source_shape, source_axes:
+           what was projected, after any pooling), its /activations is [clips, components] and its axes
+           "component"
 
 Readers get float16 activations as float32 (:attr:`LayerFile.activations`).
 
@@ -227,6 +230,30 @@ def read_strings(dataset: h5py.Dataset) -> list[str]:
     return [value.decode() if isinstance(value, bytes) else value for value in dataset[()]]
 
 
+def _extraction_projection(attrs: dict) -> dict | None:
+    """A layer file's ``extraction_projection`` attribute (what it was projected from, to how many
+    components), or None for a layer not stored projected."""
+    record = attrs.get("extraction_projection")
+    if record is None:
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("components"), int)
+            and isinstance(record.get("source_shape"), list)):
+        raise ValueError(f"its extraction_projection attribute is not {{'components': K, 'source_shape': [...], "
+                         f"...}} ({record!r})")
+    return record
+
+
+def _projected_shape(record: dict | None, source_shape: tuple, description: str) -> tuple[tuple, str]:
+    """(per-clip shape, its description) of a layer stored projected from ``source_shape`` as ``record``
+    says; the source shape it records must be that one."""
+    if record is None:
+        return source_shape, description
+    if tuple(record["source_shape"]) != tuple(source_shape):
+        raise ValueError(f"its extraction_projection records a source of {record['source_shape']} values, but "
+                         f"{description} is {list(source_shape)}")
+    return (record["components"],), f"{description} projected to {record['components']} components at extraction"
+
+
 def _extraction_pooled_axes(attrs: dict) -> list[str]:
     """The axes a layer file was pooled over at extraction (its ``extraction_pool`` attribute), or []."""
     record = attrs.get("extraction_pool")
@@ -250,7 +277,8 @@ class LayerFile:
     ``/activations`` must also record the model, layer and clip length it was made with (``config.model.kind``,
     ``config.clip_seconds`` and ``layer``, as the extraction writes them and pooling copies them), and its
     per-clip shape must be what that model gives at that layer (pooled over the recorded axes, for a pooled
-    file) and its ``layer_shape`` attribute, where it has one: a file without those records was not made by
+    file; the recorded number of components, projected from that shape, for a layer stored projected) and its
+    ``layer_shape`` attribute, where it has one: a file without those records was not made by
     audioprobe and is refused (:class:`NotExtractedError`). A caller that knows the run can also give
     ``layer_shape`` (per clip) and ``clips``.
     """
@@ -308,8 +336,9 @@ class LayerFile:
         """(description, per-clip shape) of the model, layer and clip length the file records.
 
         A layer stored pooled at extraction (attribute ``extraction_pool``) holds the model's shape without the
-        axes it was pooled over; a pooled file (attribute ``pooled_axes``) holds the product of that shape over
-        its kept axes.
+        axes it was pooled over; one stored projected (attribute ``extraction_projection``) holds its
+        components, projected from that shape; a pooled file (attribute ``pooled_axes``) holds the product of
+        that shape over its kept axes.
         A file that records none of them, or only some, is a :class:`NotExtractedError`: without them its
         shape cannot be checked, and audioprobe's extraction always writes them."""
         attrs = self.attrs
@@ -335,6 +364,7 @@ class LayerFile:
             source = f"what {kind} gives at {layer} for {config['clip_seconds']} s clips"
             if stored_pooled:
                 source += f" stored pooled over {','.join(stored_pooled)} at extraction"
+            want, source = _projected_shape(_extraction_projection(attrs), want, source)
             if "pooled_axes" in attrs:
                 names = str(attrs["axes"]).split(",")
                 kept = [names.index(name) for name in str(attrs.get("kept_axes", "")).split(",") if name]

@@ -172,6 +172,76 @@ def test_weights_null_given_with_config_arrives_as_text_and_the_error_says_so(tm
         check_weights_setting("yamnet", cfg["models"]["yamnet"]["weights"])
 
 
+# --- activations.store: projected layers ----------------------------------------------------------------------
+
+# Study 3 dissects no layer and Study 1's flow uses layer12: every other layer may be stored projected.
+ELSEWHERE = {"dissect": {"runs": []}, "latent": {"flow": {"layer": "layer12"}}}
+
+
+def check_store(store, **sections):
+    import copy
+
+    merged = copy.deepcopy(ELSEWHERE)
+    _merge(merged, {**sections, "activations": {**sections.get("activations", {}), "store": store}})
+    cfg = full_config(**merged)
+    check_all(cfg)
+    config.check_storage(cfg, layer_names)
+    return cfg
+
+
+def test_the_schema_takes_a_projection_alone_after_pooling_or_with_a_seed():
+    cfg = check_store({"layer3": {"project": 256}, "layer5": {"pool": ["time"], "project": 128, "seed": 7},
+                       "layer14": {"project": "1024"}})  # as --config passes it
+    assert cfg["activations"]["store"]["layer14"] == {"project": 1024}
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"project": 0}, "0 is less than the minimum of 1"),
+    ({"project": "many"}, "'many' is not of type 'integer'"),
+    ({"project": 256, "seed": -1}, "-1 is less than the minimum of 0"),
+    ({"seed": 3}, ""),  # a seed without a projection
+    ({"project": 256, "components": 9}, "'components' was unexpected"),
+])
+def test_a_malformed_projection_is_refused_naming_the_key(value, message):
+    with pytest.raises(config.ConfigError, match=r"^activations.store.layer3") as error:
+        check_store({"layer3": value})
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("store, sections, message", [
+    ({"layer3": {"project": 256}}, {"dissect": {"runs": [{"model": "yamnet", "dataset": "maas-synth"}]}},
+     r"^activations.store.layer3: layer3 is stored projected, but Study 3 continues the network from it "
+     r"\(dissect.layers: all, for dissect.runs\[0\]\) and needs its full activations: remove layer3 from "
+     r"activations.store to store it full, or list dissect.layers without it"),
+    ({"layer12": {"pool": ["time"], "project": 256}}, {},
+     r"^activations.store.layer12: layer12 is stored pooled and projected, but Study 1's transfer continues the "
+     r"network from it \(latent.flow.layer: 'layer12'\) .* or set latent.flow.layer to a layer stored full"),
+    ({"layer3": {"project": 256}}, {"latent": {"flow": {"layer": "best"}}},
+     r"^activations.store.layer3: layer3 is stored projected, but Study 1's transfer may continue the network "
+     r"from it \(latent.flow.layer: 'best'\)"),
+    ({"layer14": {"project": 6145}}, {},
+     r"^activations.store.layer14.project: 6145 components are more than the 6144 values per clip of layer14 for "
+     r"yamnet on maas-synth \(0.975 s clips\), and a projection cannot add information: set it to at most 6144, "
+     r"or remove layer14 from activations.store to store it full$"),
+    ({"layer14": {"pool": ["patch", "time", "freq"], "project": 2048}}, {},
+     r"^activations.store.layer14.project: 2048 components are more than the 1024 values per clip of layer14 "
+     r"pooled over patch, time, freq"),
+    ({"layer3": {"project": 32}}, {},
+     r"^activations.store.layer3.project: 32 components, but Study 1 fits latent.pca_components \(64\) principal "
+     r"components per fold on them \(latent.runs\[0\]: yamnet on maas-synth\): set activations.store.layer3.project "
+     r"to at least 64, or lower latent.pca_components to at most 32$"),
+])
+def test_a_projection_a_study_cannot_use_or_larger_than_its_layer_is_refused_naming_the_key(store, sections,
+                                                                                          message):
+    with pytest.raises(config.ConfigError, match=message):
+        check_store(store, **sections)
+
+
+def test_a_small_projection_passes_without_study_1_and_matches_the_pca_it_feeds():
+    check_store({"layer3": {"project": 32}}, latent={"runs": [], "pca_components": 64})
+    check_store({"layer3": {"project": 32}}, latent={"pca_components": 32})
+
+
 # --- point 6: labels, in the first job of each branch ---------------------------------------------------------
 
 

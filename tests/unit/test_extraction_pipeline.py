@@ -1,5 +1,5 @@
 """Issue 13: extraction overlaps reading, computing and writing, stores float16 on request, and stores a layer
-pooled at extraction; a failure in any stage stops the others and leaves no file.
+pooled or projected at extraction; a failure in any stage stops the others and leaves no file.
 
 The model is a stand-in with YAMNet's axes and the shapes of three of its layers, whose activations are the
 clip's own samples laid out in the layer's shape, so every stored value is known without TensorFlow.
@@ -267,6 +267,175 @@ def test_model_layer_shape_and_the_layer_file_agree_on_a_pooled_shape():
     assert activations.model_layer_shape(model, "layer9", 0.975, pooled=["time", "patch"]) == (4, 512)
     with pytest.raises(ValueError, match="cannot pool over 'space'"):
         activations.model_layer_shape(model, "layer9", 0.975, pooled=["space"])
+
+
+# --- projected storage ---------------------------------------------------------------------------------------
+
+
+PROJECTED = {"layer7": {"components": 64, "seed": 3}, "layer13": {"components": 256, "seed": 0}}
+
+
+def dense_projection(values, components, seed):
+    """Each clip's flattened values times the seeded matrix made dense, in float64: the projection computed
+    apart from the extraction's sparse float32 product."""
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    return flat @ activations.sparse_projection(flat.shape[1], components, seed).toarray().astype(np.float64).T
+
+
+def assert_close_to(stored, expected):
+    np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_a_layer_stored_projected_holds_the_projection_of_the_full_layer(clips, tmp_path):
+    full = run(PatternModel(), clips, tmp_path, "full")
+    stored = run(PatternModel(), clips, tmp_path, "projected", projected=PROJECTED,
+                 pooled={"layer13": {"axes": ["time"], "stat": "max"}})
+    with LayerFile(full["layer7"]) as whole, LayerFile(stored["layer7"], layer_shape=(64,)) as projected:
+        assert projected.activations.shape == (len(clips), 64) and projected.attrs["axes"] == "component"
+        assert_close_to(projected.activations[()], dense_projection(whole.activations[()], 64, 3))
+        record = projected.attrs["extraction_projection"]
+        assert "extraction_pool" not in projected.attrs
+    assert record["kind"].startswith("very sparse random projection") and record["data_independent"]
+    assert (record["components"], record["seed"], record["source_shape"]) == (64, 3, [1, 6, 4, 512])
+    assert record["source_axes"] == ["patch", "time", "freq", "channel"]
+    assert record["density"] == pytest.approx(1 / math.sqrt(12288))
+    with LayerFile(full["layer13"]) as whole, LayerFile(stored["layer13"]) as projected:  # pooled, then projected
+        assert_close_to(projected.activations[()], dense_projection(whole.activations[()].max(axis=2), 256, 0))
+        assert projected.attrs["extraction_pool"] == {"axes": ["time"], "stat": "max"}
+        assert projected.attrs["extraction_projection"]["source_axes"] == ["patch", "freq", "channel"]
+        assert projected.attrs["extraction_projection"]["source_shape"] == [1, 2, 1024]
+    with LayerFile(stored["layer14"]) as whole:
+        assert whole.activations.shape == (len(clips), 1, 3, 2, 1024)  # not listed: stored full
+
+
+def jl_epsilon(points: int, components: int) -> float:
+    """The distortion the Johnson-Lindenstrauss lemma allows ``points`` projected to ``components``: the eps with
+    components = 4 ln(points) / (eps^2 / 2 - eps^3 / 3) (Dasgupta and Gupta 2003; scikit-learn's
+    johnson_lindenstrauss_min_dim)."""
+    low, high = 1e-6, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if 4 * math.log(points) / (middle ** 2 / 2 - middle ** 3 / 3) > components \
+            else (low, middle)
+    return high
+
+
+def squared_distances(rows):
+    rows = rows.astype(np.float64)
+    norms = (rows ** 2).sum(axis=1)
+    pairs = np.triu_indices(len(rows), 1)
+    return (norms[:, None] + norms[None, :] - 2 * rows @ rows.T)[pairs]
+
+
+def maas_synth_clips(root):
+    """The default run's synthetic impacts, one 1 s take per material x action pair: 24 distinct clips."""
+    from audioprobe.datasets import maas_synth
+    from audioprobe.datasets.generate import generate_maas_synth
+
+    generate_maas_synth(root, {"seed": 1, "takes": 1, "sample_rate": 16000, "recording_seconds": 1.0,
+                               "materials": list(maas_synth.MATERIALS), "actions": list(maas_synth.ACTIONS)})
+    return manifest.ingest(root, naming.sources(root, {"scheme": "latentaudio"}), clip_seconds=0.975,
+                           hop_seconds=0.48, min_seconds=0.1, on_bad_input="fail").clips
+
+
+def distortions(values, components, seeds, first=None):
+    """Per seed, every pair's squared distance after the projection over before it (``first``: the projected
+    rows of ``seeds[0]``, as stored, instead of computing them)."""
+    original = squared_distances(values.reshape(len(values), -1))
+    assert original.min() > 0
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    rows = [first if first is not None and i == 0 else
+            (activations.sparse_projection(flat.shape[1], components, seed).astype(np.float64) @ flat.T).T
+            for i, seed in enumerate(seeds)]
+    return np.stack([squared_distances(projected) / original for projected in rows])
+
+
+def assert_within_the_lemma(ratios, points, components):
+    """The Johnson-Lindenstrauss lemma as Dasgupta and Gupta prove it: each pair's squared distance leaves
+    1 +- eps with probability at most 2 / points^2 (so, over all pairs, all stay within with probability at
+    least 1 / points, not with certainty). Over many pairs and seeds the share that leaves must be at most
+    that, and the ratios average 1 (distances kept in expectation)."""
+    eps = jl_epsilon(points, components)
+    outside = float(np.mean(np.abs(ratios - 1) > eps))
+    assert outside <= 2 / points ** 2, (outside, eps, ratios.min(), ratios.max())
+    assert abs(ratios.mean() - 1) < 0.02
+
+
+def test_projection_keeps_pairwise_distances_as_the_johnson_lindenstrauss_lemma_bounds(tmp_path):
+    """maas-synth impacts (24 distinct clips, 276 pairs) in the stand-in's three layers (6,144 to 12,288 values per
+    clip) projected to 256 components: the stored projection (seed 0) and nine other seeds."""
+    clips = maas_synth_clips(tmp_path / "audio")
+    full = run(PatternModel(), clips, tmp_path, "full")
+    projected = {layer: {"components": 256, "seed": 0} for layer in full}
+    stored = run(PatternModel(), clips, tmp_path, "projected", projected=projected)
+    ratios = []
+    for layer in full:
+        with LayerFile(full[layer]) as whole, LayerFile(stored[layer]) as components:
+            ratios.append(distortions(whole.activations[()], 256, range(10), first=components.activations[()]))
+    assert len(clips) == 24 and 0.3 < jl_epsilon(24, 256) < 0.4
+    assert_within_the_lemma(np.stack(ratios), len(clips), 256)
+
+
+def test_the_projection_is_very_sparse_seeded_and_keeps_norms_in_expectation():
+    features, components = 400_000, 1024  # about YAMNet's largest layers: dense, 1.6 GB in float32
+    matrix = activations.sparse_projection(features, components, seed=0)
+    assert matrix.shape == (components, features) and matrix.dtype == np.float32
+    assert matrix.nnz == pytest.approx(components * math.sqrt(features), rel=0.01)  # density 1 / sqrt(features)
+    assert set(np.unique(np.abs(matrix.data))) == {np.float32(math.sqrt(math.sqrt(features) / components))}
+    again = activations.sparse_projection(features, components, seed=0)
+    for part in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(again, part), getattr(matrix, part))
+    assert (activations.sparse_projection(features, components, seed=1) != matrix).nnz > 0
+    # E ||R x||^2 = ||x||^2: every column's squared norm is 1 on average
+    column_norms = np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel()
+    assert column_norms.mean() == pytest.approx(1.0, rel=0.01)
+
+
+def test_the_same_seed_stores_the_same_bytes_and_another_seed_other_components(clips, tmp_path):
+    seeded = {"layer14": {"components": 128, "seed": 5}}
+    one = run(PatternModel(), clips, tmp_path, "one", projected=seeded)
+    two = run(PatternModel(), clips, tmp_path, "two", projected=seeded, overlap=False)
+    for layer, path in one.items():
+        assert path.read_bytes() == two[layer].read_bytes(), layer
+    other = run(PatternModel(), clips, tmp_path, "other", projected={"layer14": {"components": 128, "seed": 6}})
+    with LayerFile(one["layer14"]) as first, LayerFile(other["layer14"]) as second:
+        assert not np.allclose(first.activations[()], second.activations[()])
+        assert first.attrs["extraction_projection"]["matrix_sha256"] != \
+            second.attrs["extraction_projection"]["matrix_sha256"]
+
+
+def test_pooling_a_projected_layer_copies_its_components_and_records_why(clips, tmp_path):
+    stored = run(PatternModel(), clips, tmp_path, "stored", projected=PROJECTED)
+    model = RECORD["config"]["model"]
+    shape = activations.model_layer_shape(model, "layer13", 0.975, components=256)
+    assert shape == (256,)
+    activations.pool(stored["layer13"], tmp_path / "vectors.h5", axes=["patch", "time", "freq"], stat="max",
+                     layer_shape=shape)
+    with LayerFile(stored["layer13"]) as projected, LayerFile(tmp_path / "vectors.h5") as vectors:
+        np.testing.assert_array_equal(vectors.activations[()], projected.activations[()])
+        assert (vectors.attrs["pooled_axes"], vectors.attrs["kept_axes"]) == ("", "component")
+        assert vectors.attrs["pool_requested_axes"] == "patch,time,freq"
+        assert "no axis is left to pool" in vectors.attrs["pool_passed_through"]
+        assert vectors.attrs["extraction_projection"] == projected.attrs["extraction_projection"]
+        assert vectors.clip_ids == projected.clip_ids
+
+
+def test_projected_storage_larger_than_the_layer_or_of_a_layer_not_extracted_is_refused_before_any_file(
+        clips, tmp_path):
+    with pytest.raises(ValueError, match=r"activations.store.layer14.project: 6145 components are more than the "
+                                         r"6144 values per clip .* use at most 6144"):
+        run(PatternModel(), clips, tmp_path, "a", projected={"layer14": {"components": 6145}})
+    with pytest.raises(ValueError, match=r"activations.store.layer13.project: 2048 components are more than the "
+                                         r"1024 values"):  # pooled first: 1024 values left
+        run(PatternModel(), clips, tmp_path, "b", projected={"layer13": {"components": 2048}},
+            pooled={"layer13": {"axes": ["patch", "time", "freq"], "stat": "mean"}})
+    with pytest.raises(ValueError, match="activations.store: 'layer2' is stored projected but not extracted"):
+        run(PatternModel(), clips, tmp_path, "c", projected={"layer2": {"components": 64}})
+    with pytest.raises(ValueError, match="activations.store.layer7.seed: -1 is not a seed"):
+        run(PatternModel(), clips, tmp_path, "d", projected={"layer7": {"components": 64, "seed": -1}})
+    with pytest.raises(ValueError, match="activations.store.layer14.project: 6145 components"):
+        activations.model_layer_shape(RECORD["config"]["model"], "layer14", 0.975, components=6145)
+    assert not any(p.is_file() for p in tmp_path.rglob("*.h5"))
 
 
 # --- the config ----------------------------------------------------------------------------------------------

@@ -83,6 +83,45 @@ def test_summary_matches_numpy(tmp_path):
     assert row["fraction_zero"] == pytest.approx((data == 0).mean())
 
 
+def projected_file(path, source, components=96, seed=4, source_shape=LAYER14):
+    """A layer file as the extraction writes layer14 stored projected: ``source`` [clips, *layer14] projected."""
+    matrix = activations.sparse_projection(int(np.prod(source_shape)), components, seed)
+    record = activations.projection_record(matrix, seed, source_shape, ["patch", "time", "freq", "channel"])
+    writer = LayerWriter(path, len(source), (components,),
+                         attrs={**extracted(), "axes": "component", "extraction_projection": record})
+    writer.write(activations.project_rows(source, matrix))
+    writer.finish([f"c{i}" for i in range(len(source))], {"k": ["x"] * len(source)})
+    return matrix
+
+
+def test_a_projected_layer_file_holds_its_components_and_is_checked_against_its_source(tmp_path):
+    source = np.random.default_rng(2).standard_normal((6, *LAYER14)).astype(np.float32)
+    matrix = projected_file(tmp_path / "p.h5", source)
+    with LayerFile(tmp_path / "p.h5", layer_shape=(96,)) as layer:
+        np.testing.assert_allclose(layer.activations[()], source.reshape(6, -1) @ matrix.toarray().T,
+                                   rtol=1e-4, atol=1e-4)
+        assert layer.attrs["extraction_projection"]["source_shape"] == list(LAYER14)
+    with pytest.raises(ValueError, match=r"the run's layer shape is 1x3x2x1024"):
+        LayerFile(tmp_path / "p.h5", layer_shape=LAYER14)
+    other = np.zeros((6, 2, 3, 2, 1024), np.float32)  # what 1.5 s clips give, recorded as 0.975 s ones
+    projected_file(tmp_path / "wrong.h5", other, source_shape=other.shape[1:])
+    with pytest.raises(ValueError, match=r"wrong.h5: .*extraction_projection records a source of \[2, 3, 2, 1024\] "
+                                         r"values, but what yamnet gives at layer14 for 0.975 s clips is "
+                                         r"\[1, 3, 2, 1024\]"):
+        LayerFile(tmp_path / "wrong.h5")
+
+
+def test_pooling_passes_a_projected_layer_through_and_the_pooled_file_reads_back(tmp_path):
+    source = np.random.default_rng(3).standard_normal((5, *LAYER14)).astype(np.float32)
+    projected_file(tmp_path / "p.h5", source)
+    activations.pool(tmp_path / "p.h5", tmp_path / "pooled.h5", axes=["patch", "time", "freq"], layer_shape=(96,))
+    with LayerFile(tmp_path / "p.h5") as layer, LayerFile(tmp_path / "pooled.h5") as pooled:
+        np.testing.assert_array_equal(pooled.activations[()], layer.activations[()])
+        assert pooled.attrs["pooled_axes"] == "" and pooled.attrs["kept_axes"] == "component"
+        assert "projected to 96 components at extraction" in pooled.attrs["pool_passed_through"]
+        assert pooled.labels == {"k": ["x"] * 5}
+
+
 @pytest.fixture(scope="module")
 def yamnet(yamnet_tflite):
     require("tensorflow")
@@ -112,6 +151,16 @@ def test_extraction_streams_every_layer_in_one_pass(tmp_path, write_wav, yamnet)
             assert stored.labels["material"] == clips["label_material"].tolist()
             assert stored.attrs["weights_sha256"] == yamnet.weights_sha256 and stored.attrs["layer"] == layer
             np.testing.assert_allclose(stored.activations[()], direct[layer], rtol=1e-5, atol=1e-5)
+
+
+def test_real_yamnet_activations_keep_their_distances_as_the_johnson_lindenstrauss_lemma_bounds(tmp_path, yamnet):
+    """YAMNet's 14 layers on maas-synth impacts (24 clips), each projected to 256 components with five seeds."""
+    from tests.unit.test_extraction_pipeline import assert_within_the_lemma, distortions, maas_synth_clips
+
+    clips = maas_synth_clips(tmp_path)
+    waves = np.stack([manifest.load_clip(tmp_path, row, 16000, 15600) for _, row in clips.iterrows()])
+    ratios = [distortions(values, 256, range(5)) for values in yamnet.activations(waves, yamnet.layers()).values()]
+    assert_within_the_lemma(np.stack(ratios), len(clips), 256)
 
 
 def test_a_failing_extraction_leaves_no_output(tmp_path, write_wav, yamnet):

@@ -1,5 +1,5 @@
-"""One pass of a model over a dataset's clips, every requested layer streamed into its own HDF5 file (reduced at
-extraction for a layer that activations.store stores pooled)."""
+"""One pass of a model over a dataset's clips, every requested layer streamed into its own HDF5 file (reduced or
+projected at extraction for a layer that activations.store stores pooled or projected)."""
 
 from pathlib import Path
 
@@ -16,4 +16,4 @@ log.info("%d clips, layers %s, weights sha256 %s", len(clips), ", ".join(outputs
 activations.extract(model, clips, snakemake.params.root, outputs, clip_seconds=settings["clip_seconds"],
                     batch_size=settings["batch_size"], dtype=settings["dtype"], compression=settings["compression"],
                     attrs={"dataset": snakemake.wildcards.dataset, "config": settings},
-                    pooled=settings.get("stored_pooled"))
+                    pooled=settings.get("stored_pooled"), projected=settings.get("stored_projected"))
