@@ -27,8 +27,14 @@ with config.yaml's settings, its manifest and split, the keyword waveforms, one 
 with the input-rate front end, targets per word, synthesis and validation), synthesising and validating the
 same targets with both front ends, and prints passed/metamers and the median Spearman rho per layer.
 
+``--oversampling 4 8 16 32`` instead sweeps ``envelope_oversampling``: per value, the reduced rate's largest
+deviation from ``cochleagram_reference`` relative to the clip's peak (before compression, as the tests bound it,
+and after it where audible) on white noise, a Speech Commands clip and a 1-kHz tone, and conv2d's seconds per
+metamer per 1,000 iterations (batched, the first ``--sounds`` count), the input rate measured in the same run.
+
     .venv/bin/python bench/metamers.py [--iterations 50] [--sounds 4 16] [--out bench/out/metamers.json]
     .venv/bin/python bench/metamers.py --validity [--validity-per-word 1] [--out bench/out/metamers-validity.json]
+    .venv/bin/python bench/metamers.py --oversampling 4 8 16 32 [--out bench/out/metamers-oversampling.json]
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ FRONTENDS = {"input rate": {**FRONTEND, "envelope_oversampling": None}, "reduced
 KEYWORD_ARCHS = ("conv2d", "grouped_temporal")
 YAMNET = {"model": "yamnet", "model_config": {"kind": "yamnet"}, "layers": ["layer2", "layer8", "layer14"]}
 N_CLASSES = 8
+SPEECH = Path("/work/shared/data/speech_commands/speech_commands_v0.01/yes/439c84f4_nohash_1.wav")
 log = logging.getLogger("bench.metamers")
 
 
@@ -83,10 +90,15 @@ def parse_args(argv=None):
                         help="pass rates with both front ends through the workflow's steps (no timing table)")
     parser.add_argument("--validity-per-word", type=int, default=1, help="--validity: target sounds per word")
     parser.add_argument("--validity-iterations", type=int, default=300, help="--validity: synthesis iterations")
+    parser.add_argument("--oversampling", type=float, nargs="+", default=None,
+                        help="sweep envelope_oversampling: accuracy against the reference and conv2d's speed")
+    parser.add_argument("--speech", default=str(SPEECH), help="--oversampling: the real speech clip (WAV)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one network, in a fresh process
     args = parser.parse_args(argv)
     if args.validity and args.out == parser.get_default("out"):
         args.out = str(REPO / "bench/out/metamers-validity.json")
+    if args.oversampling and args.out == parser.get_default("out"):
+        args.out = str(REPO / "bench/out/metamers-oversampling.json")
     if args.iterations < 2 * args.checkpoint:
         parser.error("--iterations must be at least twice --checkpoint (two checkpoints are timed)")
     return args
@@ -341,8 +353,10 @@ def run_child(args) -> None:
         whole, singles = yamnet_networks(args.weights, args.threads)
         results = [bench_network(args.child, None, whole, singles, targets, args)]
     else:
-        results = [bench_network(args.child, frontend, *keyword_networks(args.child, args.seed, FRONTENDS[frontend]),
-                                 targets, args) for frontend in args.frontends]
+        variants = sweep_frontends(args.oversampling) if args.oversampling else \
+            {name: FRONTENDS[name] for name in args.frontends}
+        results = [bench_network(args.child, name, *keyword_networks(args.child, args.seed, config), targets, args)
+                   for name, config in variants.items()]
     Path(args.out).write_text(json.dumps(results, default=float))
 
 
@@ -547,7 +561,8 @@ def machine(load_before, load_after) -> dict:
 
 def child_command(name: str, out: Path, args) -> list[str]:
     options = [f"--{key}={getattr(args, key)}" for key in ("iterations", "checkpoint", "threads", "seed", "weights")]
-    return [sys.executable, __file__, "--child", name, "--out", str(out), *options,
+    sweep = ["--oversampling", *map(str, args.oversampling)] if args.oversampling else []
+    return [sys.executable, __file__, "--child", name, "--out", str(out), *options, *sweep,
             "--sounds", *map(str, args.sounds), "--frontends", *args.frontends,
             "--one-at-a-time" if args.one_at_a_time else "--no-one-at-a-time"]
 
@@ -613,12 +628,105 @@ def run_speed(args) -> dict:
     }
 
 
+# --- envelope_oversampling: accuracy against the reference and speed ----------------------------------------
+
+def sweep_frontends(values) -> dict[str, dict]:
+    """The input rate and the reduced rate at each envelope_oversampling in ``values``."""
+    return {"input rate": FRONTENDS["input rate"],
+            **{f"oversampling {value:g}": {**FRONTEND, "envelope_oversampling": value} for value in values}}
+
+
+def sweep_signals(speech_path: str) -> dict[str, np.ndarray]:
+    """One second each at 16 kHz: white noise (RMS 0.1), a Speech Commands clip (padded to one second) and a
+    1-kHz tone (RMS 0.1)."""
+    from audioprobe.io.audio import fit_length, read
+
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE)
+    speech, rate = read(speech_path)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{speech_path} is at {rate} Hz, not {SAMPLE_RATE}")
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    return {"noise": (noise / noise.std() * 0.1)[None].astype(np.float32),
+            "speech": fit_length(np.asarray(speech, np.float32).reshape(len(speech), -1)[:, 0], SAMPLE_RATE)[None],
+            "tone": (0.1 * np.sqrt(2) * np.sin(2 * np.pi * 1000.0 * t))[None].astype(np.float32)}
+
+
+def deviation(config: dict, waves: np.ndarray) -> dict:
+    """max |front end - cochleagram_reference| relative to the reference's peak: before compression (power 1,
+    offset 0; the tests' 1e-5 bound) and after it, over the bins above 1e-4 of the linear peak."""
+    from audioprobe.metamers.frontends import build_frontend, cochleagram_reference
+
+    linear_config = {**config, "power": 1.0, "offset": 0.0}
+    params, linear_params = ({k: v for k, v in c.items() if k != "kind"} for c in (config, linear_config))
+    linear_ref, ref = cochleagram_reference(waves, **linear_params), cochleagram_reference(waves, **params)
+    linear, got = build_frontend(linear_config)(waves).numpy(), build_frontend(config)(waves).numpy()
+    audible = linear_ref >= 1e-4 * linear_ref.max()
+    return {"linear": float(np.abs(linear - linear_ref).max() / linear_ref.max()),
+            "compressed_audible": float(np.abs(got - ref)[audible].max() / ref.max())}
+
+
+def envelope_share(config: dict) -> float:
+    """Envelope samples computed per channel, as a fraction of the input rate's."""
+    from audioprobe.metamers.frontends import build_frontend
+
+    return float(np.mean(1.0 / build_frontend(config).envelope_strides(SAMPLE_RATE)))
+
+
+def sweep_markdown(rows: list[dict], args) -> str:
+    title = (f"conv2d, {rows[0]['rows']} metamers per batch, {args.iterations} iterations; deviation = "
+             "max |front end - cochleagram_reference| / the reference's peak, before compression (after it, "
+             "where audible)")
+    header = ("| envelope_oversampling | envelope samples | noise | speech | tone | s per metamer per 1k (CPU) | "
+              "speed-up | within 1e-5 |")
+    lines = [title, "", header, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        errors = " | ".join(f"{r['deviation'][name]['linear']:.1e} ({r['deviation'][name]['compressed_audible']:.1e})"
+                            for name in ("noise", "speech", "tone"))
+        within = all(r["deviation"][name]["linear"] <= 1e-5 for name in ("noise", "speech", "tone"))
+        lines.append(f"| {r['frontend']} | {r['envelope_share']:.3f} | {errors} | {_cell(r['s'], r['cpu_s'])} | "
+                     f"{r['speedup']:.2f}x | {'yes' if within else 'no'} |")
+    return "\n".join(lines)
+
+
+def run_oversampling(args) -> dict:
+    import tempfile
+
+    load_before, started = os.getloadavg(), time.perf_counter()
+    variants = sweep_frontends(args.oversampling)
+    with tempfile.TemporaryDirectory() as folder:
+        child_out = Path(folder) / "conv2d.json"
+        subprocess.run(child_command("conv2d", child_out, args), check=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        speed = {r["frontend"]: r["batched"][str(args.sounds[0])] for r in json.loads(child_out.read_text())}
+    load_after = os.getloadavg()
+    signals = sweep_signals(args.speech)
+    base = per_metamer_per_1k(speed["input rate"])
+    rows = [{"frontend": name, "config": config, "rows": speed[name]["rows"],
+             "s": per_metamer_per_1k(speed[name]), "cpu_s": per_metamer_per_1k(speed[name], "cpu_seconds_per_step"),
+             "speedup": base / per_metamer_per_1k(speed[name]), "envelope_share": envelope_share(config),
+             "deviation": {signal: deviation(config, waves) for signal, waves in signals.items()}}
+            for name, config in variants.items()]
+    table = sweep_markdown(rows, args)
+    print(table)
+    print(f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    return {"settings": {"iterations": args.iterations, "sounds": args.sounds[0], "checkpoint": args.checkpoint,
+                         "threads": args.threads, "seed": args.seed, "speech": args.speech, "frontends": variants},
+            "machine": machine(load_before, load_after), "git": git_state(), "rows": rows, "speed": speed,
+            "table": table}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.child:
         return run_child(args)
-    record = run_validity(args) if args.validity else run_speed(args)
+    if args.oversampling:
+        args.sounds, args.one_at_a_time = args.sounds[:1], False
+        record = run_oversampling(args)
+    else:
+        record = run_validity(args) if args.validity else run_speed(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float))

@@ -42,6 +42,8 @@ PADDINGS = ("VALID", "SAME")
 DEFAULT_ENVELOPE_OVERSAMPLING = 4.0
 #: ... and at least this many times env_sr, however narrow the channel
 MIN_ENVELOPE_RATE_FACTOR = 8
+#: the reduced rate's inverse FFTs run on a multiple of this many rows (see _aligned_ifft)
+FFT_ROW_MULTIPLE = 32
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -374,7 +376,8 @@ class Cochleagram:
     2e-3 for espeak-ng keywords (up to 4e-3 of a channel's own peak), and the compressed output by up to
     3.3e-3 of its peak wherever the envelope is above 1e-4 of its peak (up to 1e-2 in near-silent bins,
     where x ** 0.3 is steep); the input rate holds to 3e-7. The error falls roughly as (bandwidth / envelope
-    rate)^2, so a larger ``envelope_oversampling`` trades speed for accuracy.
+    rate)^2, so a larger ``envelope_oversampling`` trades speed for accuracy. Its output and gradient are the
+    same bytes from call to call and with 1, 2 or 4 intra-op threads (see :func:`_aligned_ifft`).
 
     Cost: at the input rate the chain computes every channel's analytic signal at full length (an FFT of
     [batch, channels, samples]), forward and backward; the compiled path keeps that complex array from the
@@ -514,9 +517,9 @@ class Cochleagram:
             if band.bins is None:
                 subbands = spectrum[:, None, :] * band.weights
                 subbands = tf.pad(subbands, [[0, 0], [0, 0], [0, samples - spectrum.shape[-1]]])
+                analytic.append(tf.signal.ifft(subbands))
             else:
-                subbands = tf.gather(spectrum, band.bins, axis=1) * band.weights
-            analytic.append(tf.signal.ifft(subbands))
+                analytic.append(_aligned_ifft(tf.gather(spectrum, band.bins, axis=1) * band.weights))
         return analytic
 
     def envelopes(self, waveforms):
@@ -591,6 +594,25 @@ class Cochleagram:
         x, samples = self._input(waveforms)
         self.output_shape(samples)  # raises for clips too short for 'VALID'
         return self._chain(samples)(x)
+
+
+def _aligned_ifft(subbands):
+    """tf.signal.ifft of [batch, channels, n], on rows padded with zeros to a multiple of FFT_ROW_MULTIPLE.
+
+    Why: XLA's CPU FFT (DUCC) transforms short rows a SIMD vector's width at a time and the rest one by one,
+    with other rounding, and splits the rows among as many threads as it gets: the whole intra-op pool when
+    XLA runs the FFT on the calling thread, one thread when it runs it on a pool thread (DUCC's adapter to
+    the pool), as it does when several bands' FFTs are ready at once. Which rows fell in a SIMD group
+    therefore changed from call to call, and with it the last bits of the envelopes and gradients. With a
+    multiple of 32 rows every share of 1, 2 or 4 threads is whole SIMD groups of up to 8 complex64 (AVX), so
+    each row comes out the same however it was split. The gradient, an FFT of the same rows, is padded alike."""
+    import tensorflow as tf
+
+    channels, n = subbands.shape[1:]
+    rows = tf.reshape(subbands, [-1, n])
+    count = tf.shape(rows)[0]
+    padded = tf.pad(rows, [[0, tf.math.floormod(-count, FFT_ROW_MULTIPLE)], [0, 0]])
+    return tf.reshape(tf.signal.ifft(padded)[:count], [-1, channels, n])
 
 
 def _lowpass(envelope, polyphase, left, frames):

@@ -366,6 +366,52 @@ def test_gradient_is_the_derivative_without_clipping(params):
     assert np.sum(grad * direction) == pytest.approx(numeric, rel=1e-5)
 
 
+# Run in a fresh process (TensorFlow's thread count is fixed once it starts): the default run's front end on
+# noise, forward and gradient under XLA, CALLS times; prints one hash of all their bytes per call.
+_BYTES_OF_CALLS = """
+import hashlib, sys
+import numpy as np
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(int(sys.argv[1]))
+from audioprobe.metamers.frontends import Cochleagram
+coch = Cochleagram(n=40, sample_factor=1)
+x = tf.constant(np.random.default_rng(0).standard_normal((4, 8000)).astype(np.float32) * 0.1)
+weights = tf.constant(np.random.default_rng(1).standard_normal((4, *coch.output_shape(8000))).astype(np.float32))
+for _ in range(int(sys.argv[2])):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = coch(x)
+        loss = tf.reduce_sum(out * weights)
+    grad = tape.gradient(loss, x)
+    print(hashlib.sha256(out.numpy().tobytes() + grad.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_reduced_rate_is_bitwise_reproducible():
+    """Same bytes on every call, in another process and with 1 or 2 intra-op threads: the reduced rate's
+    several band FFTs, run concurrently by XLA, used to split their rows among a varying number of threads
+    (see _aligned_ifft), so metamers differed between runs of the same config in their last bits."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(fe.__file__).resolve().parents[2]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
+    calls = {2: 30, 1: 2}  # the old code differed in about one call in ten with 2 threads
+    runs = {threads: subprocess.Popen([sys.executable, "-c", _BYTES_OF_CALLS, str(threads), str(count)], env=env,
+                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for threads, count in calls.items()}
+    hashes = {}
+    for threads, run in runs.items():
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-2000:]
+        hashes[threads] = out.split()
+        assert len(hashes[threads]) == calls[threads]
+    assert len(set(hashes[2])) == 1, "calls in one process differ (2 intra-op threads)"
+    assert set(hashes[2]) == set(hashes[1]), "1 and 2 intra-op threads differ"
+
+
 def test_power_gradient_is_clipped():
     u = tf.constant([1e-8, 1e-4, 0.5, 2.0])
     with tf.GradientTape() as tape:
