@@ -250,10 +250,13 @@ def fold_projection_files(wildcards):
 
 
 def projection_mem_mb(wildcards, input):
-    """Memory for fitting projections, scaled with the layer file's size (see the package's estimate)."""
+    """Memory for fitting projections, scaled with the layer file's size (a float16 file holds half the bytes of
+    its float32 values) and at most latent.projection_memory_mb (see the package's estimate)."""
     from audioprobe.latent.projection import projection_mem_mb as estimate
 
-    return estimate(input.size_mb, compressed=config["activations"]["compression"] != "none")
+    return estimate(input.size_mb, compressed=config["activations"]["compression"] != "none",
+                    budget_mb=config["latent"]["projection_memory_mb"],
+                    itemsize=2 if config["activations"]["dtype"] == "float16" else 4)
 
 
 def flow_layer_of(wildcards):

@@ -42,6 +42,7 @@ rule project_layer:
     params:
         components=latent_setting("pca_components"),
         split=latent_setting("split"),
+        memory_mb=latent_setting("projection_memory_mb"),
     log:
         "results/logs/project_layer/{model}/{dataset}/{layer}.log",
     benchmark:
@@ -93,6 +94,7 @@ rule project_folds:
     params:
         components=latent_setting("pca_components"),
         split=latent_setting("split"),
+        memory_mb=latent_setting("projection_memory_mb"),
     log:
         "results/logs/project_folds/{model}/{dataset}/{layer}.log",
     benchmark:

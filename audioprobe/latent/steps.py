@@ -10,7 +10,7 @@ import pandas as pd
 
 from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
-from audioprobe.latent.projection import Projection
+from audioprobe.latent.projection import MEMORY_MB, Projection
 from audioprobe.latent.split import class_codes, cv_folds, split_groups, split_masks
 
 log = logging.getLogger(__name__)
@@ -68,29 +68,28 @@ def _rows(data, index: np.ndarray, chunk: int) -> np.ndarray:
 
 
 def project_layer(layer_path, split_path, out_path, *, components: int, seed: int, chunk: int = 256,
-                  memory_mb: float | None = None, route: str | None = None) -> None:
+                  memory_mb: float | None = MEMORY_MB, route: str | None = None) -> None:
     """Fit the projection on the training clips and project every clip, reading the layer in chunks: in memory
-    (exact) where that fits ``memory_mb`` (``latent.projection_memory_mb``; None: the default), streamed otherwise
-    (:func:`audioprobe.latent.projection.choose_route`; ``route`` exact or streamed forces one)."""
-    budget = _memory_budget(memory_mb)
+    (exact) where that fits ``memory_mb`` (``latent.projection_memory_mb``; None: always exact), streamed
+    otherwise (:func:`audioprobe.latent.projection.choose_route`; ``route`` exact or streamed forces one)."""
     with LayerFile(layer_path) as layer:
         data = layer.activations
         clip_ids, labels, shape = layer.clip_ids, layer.labels, tuple(data.shape[1:])
         width = int(np.prod(shape))
         train = np.flatnonzero(split_masks(split_path, clip_ids)["train"])
-        route = _route(route, len(train), width, len(train), budget)
+        route = _route(route, len(train), width, len(train), memory_mb)
         if route == "exact":
             x_train = _rows(data, train, chunk)
             projection = Projection.fit(x_train, components, seed=seed)
             del x_train
             z = np.concatenate([projection.transform(data[i:i + chunk].reshape(-1, width))
                                 for i in range(0, data.shape[0], chunk)])
-            fit = {"route": "exact"}
+            fit = {"route": "exact", "memory_mb": memory_mb}
         else:
             is_train = np.zeros((1, data.shape[0]), bool)
             is_train[0, train] = True
             (projection,), z, fit = _fit_streamed_rows(data, np.arange(data.shape[0]), is_train, components, seed,
-                                                       budget, chunk)
+                                                       memory_mb, chunk)
             z = z[0]
     log.info("%s: %d values -> %d components (%.1f %% of training variance), fitted on %d clips (%s)",
              layer_path, width, components, 100 * projection.explained_variance_ratio.sum(), len(train),
@@ -101,15 +100,14 @@ def project_layer(layer_path, split_path, out_path, *, components: int, seed: in
 
 
 def project_folds(layer_path, folds_path, out_path, *, components: int, seed: int, chunk: int = 256,
-                  memory_mb: float | None = None, route: str | None = None) -> None:
+                  memory_mb: float | None = MEMORY_MB, route: str | None = None) -> None:
     """For each decoding fold, fit the projection on the fold's training clips and project every clip
     outside the test split through it (``/projected`` [folds, clips, components]). In memory (exact) where that
-    fits ``memory_mb`` (``latent.projection_memory_mb``; None: the default); otherwise every fold is fitted by
+    fits ``memory_mb`` (``latent.projection_memory_mb``; None: always exact); otherwise every fold is fitted by
     streaming over the layer's rows in chunks, all folds from the same few passes (``route`` exact or streamed
     forces one)."""
     from audioprobe.latent.projection import fold_projections
 
-    budget = _memory_budget(memory_mb)
     folds = read_csv(folds_path)
     fold_of = folds["fold"].to_numpy()
     with LayerFile(layer_path) as layer:
@@ -118,18 +116,18 @@ def project_folds(layer_path, folds_path, out_path, *, components: int, seed: in
         order = np.argsort(index)
         width = int(np.prod(data.shape[1:]))
         largest = max(int((fold_of != f).sum()) for f in np.unique(fold_of))
-        route = _route(route, len(index), width, largest, budget)
+        route = _route(route, len(index), width, largest, memory_mb)
         if route == "exact":
             x = np.empty((len(index), width), np.float32)
             for first, block in LayerChunks(data, index[order], chunk):
                 x[order[first:first + len(block)]] = block
             z, ratios = fold_projections(x, fold_of, components, seed=seed)
             del x
-            fit = {"route": "exact"}
+            fit = {"route": "exact", "memory_mb": memory_mb}
         else:
             train = fold_of[order][None, :] != np.unique(fold_of)[:, None]
             projections, in_file_order, fit = _fit_streamed_rows(data, index[order], train, components, seed,
-                                                                 budget, chunk)
+                                                                 memory_mb, chunk)
             z = np.empty_like(in_file_order)
             z[:, order] = in_file_order
             del in_file_order
@@ -144,18 +142,17 @@ def project_folds(layer_path, folds_path, out_path, *, components: int, seed: in
                         "decoded_on": DECODED_ON, "fit": fit})
 
 
-def _route(route: str | None, rows: int, values: int, train_rows: int, budget: float) -> str:
+def _route(route: str | None, rows: int, values: int, train_rows: int, memory_mb: float | None) -> str:
     from audioprobe.latent.projection import choose_route
 
     if route not in (None, "exact", "streamed"):
         raise ValueError(f"route must be exact, streamed or None (chosen by the memory budget), got {route!r}")
-    return route or choose_route(rows, values, train_rows, budget)
+    return route or choose_route(rows, values, train_rows, memory_mb)
 
 
-def _memory_budget(memory_mb: float | None) -> float:
-    from audioprobe.latent.projection import MEMORY_MB
-
-    return float(MEMORY_MB if memory_mb is None else memory_mb)
+def _stored_itemsize(data) -> int:
+    """Bytes per stored value: a float16 file's reader (:class:`audioprobe.io.store.Float32Reads`) says float32."""
+    return getattr(data, "dataset", data).dtype.itemsize
 
 
 def _fold_rows(clip_ids, fold_clips, layer_path, folds_path) -> np.ndarray:
@@ -167,9 +164,10 @@ def _fold_rows(clip_ids, fold_clips, layer_path, folds_path) -> np.ndarray:
     return np.array([position[c] for c in fold_clips], dtype=np.int64)
 
 
-def _fit_streamed_rows(data, index, train, components: int, seed: int, budget: float, chunk: int):
+def _fit_streamed_rows(data, index, train, components: int, seed: int, memory_mb: float | None, chunk: int):
     """Streamed fits (one per row of ``train``) on rows ``index`` (sorted) of a layer, planned to stay within
-    ``budget`` MB: (projections, [fits, rows, components] in ``index`` order, a record of how they were fitted)."""
+    ``memory_mb`` MB (None: no limit): (projections, [fits, rows, components] in ``index`` order, a record of how
+    they were fitted)."""
     from audioprobe.latent.projection import (
         BLOCK,
         POWER_ITERATIONS,
@@ -178,11 +176,11 @@ def _fit_streamed_rows(data, index, train, components: int, seed: int, budget: f
         streamed_peak_mb,
     )
 
-    width = int(np.prod(data.shape[1:]))
+    width, itemsize = int(np.prod(data.shape[1:])), _stored_itemsize(data)
+    budget = float("inf") if memory_mb is None else float(memory_mb)
     batch, chunk_rows = plan_streamed(len(index), width, len(train), components, budget, chunk_rows=chunk,
-                                      itemsize=data.dtype.itemsize)
-    peak = streamed_peak_mb(len(index), width, batch, components, chunk_rows=chunk_rows,
-                            itemsize=data.dtype.itemsize)
+                                      itemsize=itemsize)
+    peak = streamed_peak_mb(len(index), width, batch, components, chunk_rows=chunk_rows, itemsize=itemsize)
     if peak > budget:
         log.warning("the streamed projection needs about %.0f MB even in its smallest plan, more than "
                     "latent.projection_memory_mb (%.0f)", peak, budget)
@@ -191,7 +189,7 @@ def _fit_streamed_rows(data, index, train, components: int, seed: int, budget: f
     projections, z = fit_streamed(LayerChunks(data, index, chunk_rows), train, components, seed,
                                   fits_per_batch=batch)
     fit = {"route": "streamed", "method": "block Krylov", "block": BLOCK, "power_iterations": POWER_ITERATIONS,
-           "chunk_rows": chunk_rows, "fits_per_batch": batch}
+           "chunk_rows": chunk_rows, "fits_per_batch": batch, "memory_mb": memory_mb}
     return projections, z, fit
 
 
@@ -424,9 +422,19 @@ def other_factor(factors, factor: str) -> str:
     return next(f for f in factors if f != factor)
 
 
+def partner_activations(data, partners: pd.DataFrame, chunk: int = 256) -> dict[str, np.ndarray]:
+    """The layer's activations [pairs, values] float32 of M, P and Q (``partners`` columns m, p, q: rows of the
+    layer), reading only those rows, each once, in increasing order."""
+    owners = {column: partners[column].to_numpy() for column in ("m", "p", "q")}
+    needed = np.unique(np.concatenate(list(owners.values())))
+    rows = _rows(data, needed, chunk)
+    return {column: rows[np.searchsorted(needed, owner)] for column, owner in owners.items()}
+
+
 def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
     """Choose M, P and Q on the chosen clips (P and Q from other recordings than M, holding the other factor
-    fixed), edit M's factor dimension and map the edits back to the layer."""
+    fixed), edit M's factor dimension and map the edits back to the layer. The projection and the flow were
+    fitted by their own rules, so of the layer only M's, P's and Q's rows are read."""
     import h5py
 
     from audioprobe.io.atomic import atomic_path
@@ -436,16 +444,16 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
     model, record = flows.load_flow(inputs.checkpoint)
     latents, clip_ids, labels, _ = latents_of(inputs.latents)
     projection = Projection.load(inputs.projection)
-    activations, layer_ids, _, shape = layer_matrix(inputs.activations)
-    if layer_ids != clip_ids:
-        raise ValueError(f"{inputs.activations} and {inputs.latents} list different clips: rerun the flow")
     use = np.ones(len(clip_ids), bool)
     if settings["clips"] == "held_out":  # the test split: the flow never trained or early-stopped on it
         use = split_masks(inputs.split, clip_ids)["test"]
     rng = np.random.default_rng(settings["seed"])
     values = factor_labels(labels, factors, inputs.latents)
     groups = groups_of(inputs.split, clip_ids)
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
+    with LayerFile(inputs.activations) as layer, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
+        if layer.clip_ids != clip_ids:
+            raise ValueError(f"{inputs.activations} and {inputs.latents} list different clips: rerun the flow")
+        shape = tuple(layer.activations.shape[1:])
         file.attrs["layer"] = record["layer"]
         file.attrs["config"] = json.dumps({"factors": list(factors), **settings}, sort_keys=True)
         for factor, dim in zip(factors, record["factor_dims"]):
@@ -457,10 +465,11 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
             for column in ("m", "p", "q"):
                 partners[column] = index[partners[column]]
             group = file.create_group(factor)
+            activations = partner_activations(layer.activations, partners)
             for name, z in transfer.edited_latents(latents, partners, dim).items():
-                owner = partners["p" if name == "P" else "q" if name == "Q" else "m"].to_numpy()
+                owner = activations["p" if name == "P" else "q" if name == "Q" else "m"]
                 principal = flows.inverse(model, z)
-                edited = projection.inverse(principal, activations[owner])
+                edited = projection.inverse(principal, owner)
                 group.create_dataset(name, data=edited.reshape(len(owner), *shape), track_times=False)
             for column in ("m", "p", "q"):
                 group.create_dataset(f"clip_{column}", data=np.array([clip_ids[i] for i in partners[column]],
@@ -474,7 +483,7 @@ def transfer_edit_step(inputs, out_path, *, factors, settings: dict) -> None:
                 group.create_dataset(column, data=partners[column].to_numpy(bool), track_times=False)
                 group.attrs[column] = int(partners[column].sum())
             unchanged = group["M"][()].reshape(len(partners), -1)
-            error = float(np.abs(unchanged - activations[partners["m"].to_numpy()]).max())
+            error = float(np.abs(unchanged - activations["m"]).max())
             group.attrs["round_trip_error"] = error
             log.info("%s: %d atypical clips from %d recordings, partners from other recordings; P shares the "
                      "other factor for %d, Q for %d (the rest are the fallback); unedited round trip changes "

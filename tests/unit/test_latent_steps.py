@@ -308,7 +308,7 @@ def edited(tmp_path_factory):
     steps.transfer_edit_step(inputs, folder / "edited.h5", factors=FACTORS, settings=settings)
     return SimpleNamespace(folder=folder, clips=clips.set_index("clip_id"), x=x, latents=latents, model=model,
                            projection=Projection.load(folder / "projection.h5"), flows=flows,
-                           index={c: i for i, c in enumerate(clips["clip_id"])})
+                           index={c: i for i, c in enumerate(clips["clip_id"])}, inputs=inputs, settings=settings)
 
 
 def read_group(path, factor):
@@ -342,6 +342,63 @@ def test_the_transfer_edits_its_own_factors_dimension_and_the_round_trip_is_exac
             components = edited.projection.components
             outside = change - (change @ components.T) @ components
             assert np.abs(outside).max() < 1e-3 * np.abs(change).max()
+
+
+def whole_layer_partners(data, partners, chunk=256):
+    """The transfer's previous reading: the whole layer (``layer_matrix``), then M's, P's and Q's rows of it."""
+    whole = data[()].reshape(len(data), -1)
+    return {column: whole[partners[column].to_numpy()] for column in ("m", "p", "q")}
+
+
+def file_contents(path):
+    with h5py.File(path, "r") as file:
+        out = {"": dict(file.attrs)}
+        file.visititems(lambda name, item: out.__setitem__(name, item[()] if isinstance(item, h5py.Dataset)
+                                                           else dict(item.attrs)))
+        return out
+
+
+def test_the_transfer_reading_only_its_rows_writes_what_reading_the_whole_layer_wrote(edited, monkeypatch):
+    monkeypatch.setattr(steps, "partner_activations", whole_layer_partners)
+    steps.transfer_edit_step(edited.inputs, edited.folder / "edited_whole.h5", factors=FACTORS,
+                             settings=edited.settings)
+    rows_only, whole = (file_contents(edited.folder / name) for name in ("edited.h5", "edited_whole.h5"))
+    assert rows_only.keys() == whole.keys()
+    for name, value in whole.items():
+        if isinstance(value, dict):
+            assert rows_only[name] == value, name
+        else:
+            np.testing.assert_array_equal(rows_only[name], value, err_msg=name)
+
+
+def test_the_transfer_reads_only_m_p_and_q_rows_once_each_in_increasing_order(edited, tmp_path, monkeypatch):
+    """Of the layer only the rows of M, P and Q (a few test clips) are read: never the whole layer, never a
+    training clip."""
+    reads, whole_reads = [], []
+    read_direct, getitem = h5py.Dataset.read_direct, h5py.Dataset.__getitem__
+
+    def counting_read_direct(self, out, source_sel=None, dest_sel=None):
+        if self.name == "/activations":
+            reads.append(np.arange(source_sel.start, source_sel.stop))
+        return read_direct(self, out, source_sel, dest_sel)
+
+    def counting_getitem(self, key, *args, **kwargs):
+        if self.name == "/activations":
+            whole_reads.append(key)
+        return getitem(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Dataset, "read_direct", counting_read_direct)
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting_getitem)
+    steps.transfer_edit_step(edited.inputs, tmp_path / "edited.h5", factors=FACTORS, settings=edited.settings)
+    assert not whole_reads
+    read = np.concatenate(reads)
+    wanted = []
+    for factor in FACTORS:
+        group, _ = read_group(tmp_path / "edited.h5", factor)
+        wanted.append(np.unique([edited.index[c] for column in "mpq" for c in group[f"clip_{column}"]]))
+    np.testing.assert_array_equal(read, np.concatenate(wanted))  # per factor its own rows, once, increasing
+    assert (edited.clips["split"].iloc[read] == "test").all()
+    assert len(np.unique(read)) < len(edited.clips)
 
 
 def test_the_transfer_takes_partners_of_the_right_classes_from_other_test_recordings(edited):

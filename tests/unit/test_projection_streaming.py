@@ -5,8 +5,14 @@ repeat exactly, read at most a chunk of rows at a time (its memory then cannot g
 values), never use a fold's own rows for that fold's fit, and keep the inverse exact.
 """
 
+import json
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from audioprobe.io.atomic import write_csv
@@ -24,6 +30,7 @@ from audioprobe.latent.projection import (
 )
 
 COMPONENTS = 6
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 
 
 def known_spectrum(rng, n=300, d=500, rank=40, noise=0.02):
@@ -172,6 +179,7 @@ def test_the_route_is_exact_while_it_fits_the_budget():
     assert choose_route(3_000, 98_304, 2_700, budget_mb=float("inf")) == "exact"
     # beyond GRAM_MAX_ROWS training rows the in-memory fit is no longer exact: stream whatever the memory
     assert choose_route(GRAM_MAX_ROWS + 2, 6_144, GRAM_MAX_ROWS + 1, budget_mb=1e9) == "streamed"
+    assert choose_route(GRAM_MAX_ROWS + 2, 6_144, GRAM_MAX_ROWS + 1, budget_mb=None) == "exact"  # null: exact
     assert choose_route(50_000, 24, 45_000, budget_mb=4000) == "exact"  # narrow: an SVD of 24 columns
 
 
@@ -276,3 +284,33 @@ def test_project_layer_streamed_saves_the_projection_it_applied(tmp_path):
     exact = Projection.fit(x[train], COMPONENTS)
     np.testing.assert_allclose(projection.explained_variance_ratio, exact.explained_variance_ratio, rtol=1e-3)
     np.testing.assert_allclose(z[train].mean(0), 0, atol=1e-4)
+
+
+# --- latent.projection_memory_mb through the entry scripts ----------------------------------------------------
+
+def run_entry_script(name, inputs: dict, output, memory_mb, monkeypatch):
+    """A workflow/scripts/ entry script as Snakemake runs it, with the rule's params (the log setup left out)."""
+    monkeypatch.setattr("audioprobe.workflow.setup", lambda snakemake: None)
+    snakemake = SimpleNamespace(input=SimpleNamespace(**inputs), output=[str(output)], log=[], rule=name,
+                                wildcards={}, params=SimpleNamespace(components=COMPONENTS, split={"seed": 0},
+                                                                     memory_mb=memory_mb))
+    runpy.run_path(str(SCRIPTS / f"{name}.py"), init_globals={"snakemake": snakemake})
+    with h5py.File(output, "r") as file:
+        return json.loads(file.attrs["fit"])
+
+
+@pytest.mark.parametrize(("memory_mb", "route"), [(1, "streamed"), (None, "exact"), (4000, "exact")])
+@pytest.mark.parametrize("rule", ["project_layer", "project_folds"])
+def test_the_memory_budget_reaches_the_step_and_its_record(tmp_path, monkeypatch, rule, memory_mb, route):
+    """A 1 MB budget streams the 80 clips x 6,144 values (their exact fit needs about 210 MB), null fits exactly,
+    and the fit record keeps the budget it was planned with."""
+    x = known_spectrum(np.random.default_rng(6), n=80, d=6144, rank=20)
+    write_layer_and_folds(tmp_path, x, np.arange(len(x)) % 4, np.arange(len(x)))
+    ids = [f"clip{i}" for i in range(len(x))]
+    write_csv(tmp_path / "split.csv", pd.DataFrame({"clip_id": ids, "group": ids, "split": ["train"] * len(x)}))
+    inputs = {"layer": str(tmp_path / "layer.h5"), "split": str(tmp_path / "split.csv"),
+              "folds": str(tmp_path / "cv_folds.csv")}
+    fit = run_entry_script(rule, inputs, tmp_path / "out.h5", memory_mb, monkeypatch)
+    assert fit["route"] == route and fit["memory_mb"] == memory_mb
+    if route == "streamed":
+        assert fit["fits_per_batch"] >= 1 and fit["chunk_rows"] <= 256

@@ -5,4 +5,5 @@ from audioprobe.workflow import setup
 
 setup(snakemake)
 project_layer(snakemake.input.layer, snakemake.input.split, snakemake.output[0],
-              components=snakemake.params.components, seed=snakemake.params.split["seed"])
+              components=snakemake.params.components, seed=snakemake.params.split["seed"],
+              memory_mb=snakemake.params.memory_mb)
