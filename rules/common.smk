@@ -184,6 +184,37 @@ def stored_pooling(layer):
     return {"axes": list(axes), "stat": pool["stat"]} if axes else None
 
 
+def stored_projection(layer):
+    """How ``layer`` is projected at extraction ({"components": K, "seed": s}), or None when it is not."""
+    how = config["activations"]["store"].get(layer, "full")
+    if not (isinstance(how, dict) and "project" in how):
+        return None
+    return {"components": how["project"], "seed": how.get("seed", 0)}
+
+
+def stored_settings(model):
+    """extraction_settings with the layers stored projected (stored_projected: layer -> components and seed),
+    only when there are some, so the settings, and what they rerun, of a config without any stay as they
+    were."""
+    general = extraction_settings(model)
+
+    def settings(wildcards):
+        projected = {layer: stored_projection(layer) for layer in run_layers(model) if stored_projection(layer)}
+        return {**general(wildcards), **({"stored_projected": projected} if projected else {})}
+
+    return settings
+
+
+def stored_form_of(wildcards):
+    """How the layer file pool_activations reads was stored: stored_pooling's value (None when full), with
+    its projection added for a layer stored projected (so that the others' params, and what they rerun,
+    stay as they were)."""
+    pooling, projection = stored_pooling(wildcards.layer), stored_projection(wildcards.layer)
+    if projection is None:
+        return pooling
+    return {**(pooling or {"axes": [], "stat": config["activations"]["pool"]["stat"]}), "project": projection}
+
+
 def stored_pooling_of(wildcards):
     return stored_pooling(wildcards.layer)
 
