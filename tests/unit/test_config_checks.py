@@ -64,8 +64,8 @@ def test_the_default_config_passes_every_check():
      "metamers.frontend: Additional properties are not allowed ('nn' was unexpected); allowed: double_positive, "
      "dtype, env_sr, envelope_oversampling, fake_relu"),
     ({"metamers": {"frontend": {"kind": "stft", "n": 40}}},
-     "metamers.frontend: Additional properties are not allowed ('n', 'sample_factor' were unexpected); allowed: "
-     "fft_length, frame_length, frame_step, kind"),
+     "metamers.frontend: Additional properties are not allowed ('envelope_oversampling', 'n', 'sample_factor' were "
+     "unexpected); allowed: fft_length, frame_length, frame_step, kind"),
     ({"metamers": {"frontend": {"n": "ten"}}}, "metamers.frontend.n: 'ten' is not of type 'integer'"),
     ({"metamers": {"dataset": "nope"}},
      "metamers.dataset: 'nope' is not under datasets (configured: maas-synth, commands-synth)"),
