@@ -15,11 +15,14 @@ once. :func:`choose_route` takes the exact route while its memory fits a budget
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from audioprobe.io.store import write_arrays
+
+log = logging.getLogger(__name__)
 
 ARRAYS = ("mean_in", "scale_in", "components", "explained_variance_ratio", "mean_out", "scale_out")
 
@@ -155,6 +158,7 @@ def fold_projections(x: np.ndarray, fold_of: np.ndarray, components: int, seed: 
         projection = Projection.fit(x[fold_of != f], components, seed=seed)
         projected[i] = projection.transform(x)
         ratios[i] = projection.explained_variance_ratio
+        log.info("fold %d/%d fitted on %d rows", i + 1, len(folds), int((fold_of != f).sum()))
     return projected, ratios
 
 
@@ -325,12 +329,15 @@ class _StreamedFits:
         omega = np.random.default_rng(self.seed).standard_normal((self.values, self.block), dtype=np.float32)
         mats = [omega] * len(self.train)
         blocks = [self._orthonormalise(self._right(mats), mats)]
-        for _ in range(power_iterations):
+        log.info("%d fits: moments and range finder done, %d power iterations to go", len(self.train),
+                 power_iterations)
+        for iteration in range(power_iterations):
             row_space = self._left(blocks[-1], self.block)
             mats = [_tall_qr(self._left_of(row_space, f, self.block))[0] for f in range(len(self.train))]
             del row_space
             blocks = (blocks if krylov else []) + [self._orthonormalise(self._right(mats), mats)]
             del mats
+            log.info("power iteration %d/%d done", iteration + 1, power_iterations)
         return self._joined(blocks)
 
     def _joined(self, blocks: list[np.ndarray]) -> np.ndarray:
