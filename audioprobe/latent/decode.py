@@ -543,18 +543,40 @@ def nearest_points(queries, points, *, k: int, metric: str = "euclidean",
         return _nearest_sklearn(queries, points, k, metric)
     queries, points = _metric_space(queries, metric), _metric_space(points, metric)
     scale = _power_of_two_scale(queries, points) if metric == "euclidean" else 1.0  # unit vectors need none
-    screen_points, n_blocks = _screening_points(points, metric, k, scale)
+    screened, far = _split_far_points(points, k) if metric == "euclidean" else (np.arange(len(points)), None)
+    screen_points, n_blocks = _screening_points(points[screened], metric, k, scale)
     screen_queries = _screening_queries(queries, metric, scale)
-    error = _screening_error(queries, points, scale)
+    error = _screening_error(queries, points[screened], scale)
     rows = max(1, block_bytes // (4 * len(screen_points)))
     out = np.empty((len(queries), k), dtype=np.intp)
     buffer = np.empty((min(rows, len(queries)), len(screen_points)), dtype=np.float32)  # reused: no page faults
     for start in range(0, len(queries), rows):
         block = slice(start, start + rows)
         scores = np.matmul(screen_queries[block], screen_points.T, out=buffer[:len(screen_queries[block])])
-        candidates = _candidates(scores, n_blocks, k, 2 * error[block])
+        query, point = _candidates(scores, n_blocks, k, 2 * error[block])
+        candidates = _with_far_points(query, screened[point], far, len(scores))
         out[block] = _ranked(queries[block], points, candidates, k, metric)
     return out
+
+
+def _split_far_points(points, k) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indices of the points to screen, indices of the far points or None). The screening margin grows with
+    the largest point's squared norm, so one outlier (a flow latent of norm 3,000 among norms of 8) would make
+    every point a candidate. Points beyond twice the 99th percentile of the norms skip the screening and are
+    ranked in float64 for every query instead: the neighbours are the same, only the work changes."""
+    norms = np.sqrt(np.einsum("ij,ij->i", points, points))
+    far = norms > 2 * np.quantile(norms, 0.99)
+    if not far.any() or (~far).sum() < k:
+        return np.arange(len(points)), None
+    return np.flatnonzero(~far), np.flatnonzero(far)
+
+
+def _with_far_points(query, point, far, n_queries) -> tuple[np.ndarray, np.ndarray]:
+    """The screened (query, point) candidates plus every (query, far point) pair."""
+    if far is None:
+        return query, point
+    return (np.concatenate([query, np.repeat(np.arange(n_queries), len(far))]),
+            np.concatenate([point, np.tile(far, n_queries)]))
 
 
 def _nearest_sklearn(queries, points, k, metric) -> np.ndarray:

@@ -211,3 +211,20 @@ def test_the_neighbours_are_found_once_per_layer_when_the_factors_share_the_fold
     calls.clear()
     decode.decode_with_null({"plain": features["plain"]}, factors, groups, permutations=5, n_folds=4)
     assert len(calls) == len(factors)  # folds of their own: once per layer and factor
+
+
+def test_one_far_outlier_does_not_make_every_point_a_candidate(monkeypatch):
+    """A flow latent of norm 3,483 among norms of about 8 (the MaAS-scale run) made all 21,600 training clips
+    candidates for every query, 60x the work; the outlier is now ranked exactly for every query instead."""
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(3000, 8))
+    points[17] *= 500.0
+    queries = np.concatenate([rng.normal(size=(60, 8)), points[17:18] * 1.001])
+    ranked_pairs = []
+    ranked = decode._ranked
+    monkeypatch.setattr(decode, "_ranked", lambda q, p, candidates, k, metric: (
+        ranked_pairs.append(len(candidates[0])), ranked(q, p, candidates, k, metric))[1])
+    found = decode.nearest_points(queries, points, k=3)
+    np.testing.assert_array_equal(found, lowest_index_rule(queries, points, 3, "euclidean"))
+    assert found[-1, 0] == 17
+    assert sum(ranked_pairs) < 0.05 * len(queries) * len(points), sum(ranked_pairs)
