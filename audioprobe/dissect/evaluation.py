@@ -10,7 +10,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from audioprobe.dissect.steps import HEAD, POS_COLUMNS, channel_masks, concept_text
+from audioprobe.dissect.neurons import HEAD, channel_masks
+from audioprobe.dissect.text import POS_COLUMNS, concept_text
 
 log = logging.getLogger(__name__)
 

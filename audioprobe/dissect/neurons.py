@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+HEAD = "head"  # the linear head's neurons are stored and named as one more layer
+
+
+def channel_masks(selected, units: dict[str, int]) -> dict[str, np.ndarray]:
+    """{layer: 0/1 vector} switching off the (layer, neuron) pairs in ``selected``."""
+    masks = {}
+    for layer, neuron in selected:
+        masks.setdefault(layer, np.ones(units[layer], dtype=np.float32))[int(neuron)] = 0.0
+    return masks
+
 POOLS = ("mean", "max", "first")
 
 

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.dissect import neurons as neuron_ops
+from audioprobe.dissect.neurons import HEAD
+from audioprobe.dissect.text import POS_COLUMNS, concept_text
 from audioprobe.io.atomic import read_csv, write_csv, write_json
 from audioprobe.io.store import LayerFile, write_arrays
 
 log = logging.getLogger(__name__)
 
 PROBE, HELDOUT = "probe", "heldout"
-HEAD = "head"
 
 
 # --- shared readers ----------------------------------------------------------------------------------------
@@ -325,9 +326,6 @@ def _text(value) -> str:
     return "" if pd.isna(value) else str(value)
 
 
-POS_COLUMNS = ("adjectives", "verbs", "nouns", "prepositions")
-
-
 def open_concepts_step(calibrated_path, out_path, settings: dict, llm_settings: dict) -> None:
     from audioprobe.dissect.text import load_tagger, open_concepts
 
@@ -386,10 +384,6 @@ def label_concepts(manifest_path, split_path) -> list[str]:
     clips = clips[clips["clip_id"].isin(set(probe_ids(split_path)))]
     values = {value for column in clips.columns if column.startswith("label_") for value in clips[column]}
     return sorted(values)
-
-
-def concept_text(concept: str) -> str:
-    return concept.replace("_", " ")
 
 
 def concept_scores_step(inputs, out_path, settings: dict, root) -> None:
@@ -566,14 +560,6 @@ class PrunedNetwork:
         clips = np.arange(len(self.truth))
         return {"logit": logits[clips, self.truth], "probability": self.head.probabilities(embedding)[clips, self.truth],
                 "correct": logits.argmax(1) == self.truth}
-
-
-def channel_masks(selected, units: dict[str, int]) -> dict[str, np.ndarray]:
-    """{layer: 0/1 vector} switching off the (layer, neuron) pairs in ``selected``."""
-    masks = {}
-    for layer, neuron in selected:
-        masks.setdefault(layer, np.ones(units[layer], dtype=np.float32))[int(neuron)] = 0.0
-    return masks
 
 
 def load_pruned_network(inputs, *, label, model_name, model_config, weights, threads=None) -> PrunedNetwork:

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from audioprobe.models.base import RELU_GRADIENTS, ModelAdapter, fake_relu
-from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights, load_weights
+from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights
 
 SAMPLE_RATE = 16000
 STFT_WINDOW = 400

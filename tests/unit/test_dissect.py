@@ -14,7 +14,8 @@ from audioprobe.dissect.cache import TextCache
 from audioprobe.dissect.evaluation import (_ablated, caption_clusters, caption_sentences, last_layer_accuracy,
                                            pos_ablation, pos_ablation_figure, pruning_effects, pruning_figure,
                                            pruning_selections, uninterpretable_share)
-from audioprobe.dissect.steps import channel_masks, fit_head, read_concepts
+from audioprobe.dissect.neurons import channel_masks
+from audioprobe.dissect.steps import fit_head, read_concepts
 
 
 # --- neurons ---------------------------------------------------------------------------------------------
