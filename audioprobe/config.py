@@ -23,6 +23,8 @@ RENAMED = {
         "dissect.similarity.scale",
         "its default changed from 100 to 1 (raw cosines, as CLIP-Dissect and AND's TAB pass them); "
         "write dissect: {similarity: {scale: 100}} to keep the old behaviour"),
+    ("metamers", "yamnet"): (
+        "metamers.pretrained", "the same settings, model and layers: the pretrained network need not be YAMNet"),
 }
 
 
@@ -420,18 +422,18 @@ def check_metamers(config: dict, layer_names) -> None:
         raise ConfigError(f"metamers.dataset: {dataset!r} is not under datasets (configured: "
                           f"{', '.join(config['datasets']) or 'none'}); name one of them, or null to turn Study 2 "
                           f"off{null_hint(dataset)}")
-    pretrained = metamers.get("yamnet", {})
+    pretrained = metamers.get("pretrained", {})
     model, layers = pretrained.get("model"), pretrained.get("layers")
     if model is None or not layers:
         return
     if model not in config["models"]:
-        raise ConfigError(f"metamers.yamnet.model: {model!r} is not under models (configured: "
+        raise ConfigError(f"metamers.pretrained.model: {model!r} is not under models (configured: "
                           f"{', '.join(config['models']) or 'none'}); name one of them, or null to make no "
                           f"pretrained-model metamers{null_hint(model)}")
     known = layer_names(config["models"][model]["kind"])
     unknown = [layer for layer in layers if layer not in known]
     if unknown:
-        raise ConfigError(f"metamers.yamnet.layers: model {model!r} has no layer {unknown[0]!r}; its layers are "
+        raise ConfigError(f"metamers.pretrained.layers: model {model!r} has no layer {unknown[0]!r}; its layers are "
                           f"{', '.join(known)}")
 
 

@@ -363,7 +363,7 @@ def keyword_architectures():
 
 def pretrained_metamer_model():
     """The pretrained model whose layers get metamers too, or None."""
-    settings = config["metamers"]["yamnet"]
+    settings = config["metamers"]["pretrained"]
     return settings["model"] if settings["model"] and settings["layers"] else None
 
 
@@ -415,7 +415,7 @@ def metamer_network_settings(wildcards):
         "model": wildcards.net,
         "model_config": network_config(wildcards.net),
         "weights": model_weights(wildcards.net),
-        "layers": config["metamers"]["yamnet"]["layers"],
+        "layers": config["metamers"]["pretrained"]["layers"],
     }
 
 

@@ -58,8 +58,8 @@ def test_the_default_config_passes_every_check():
 
 
 @pytest.mark.parametrize("sections, message", [
-    ({"metamers": {"yamnet": {"layers": ["layer2", "layer99"]}}},
-     "metamers.yamnet.layers: model 'yamnet' has no layer 'layer99'; its layers are layer1, layer2"),
+    ({"metamers": {"pretrained": {"layers": ["layer2", "layer99"]}}},
+     "metamers.pretrained.layers: model 'yamnet' has no layer 'layer99'; its layers are layer1, layer2"),
     ({"metamers": {"frontend": {"nn": 10}}},
      "metamers.frontend: Additional properties are not allowed ('nn' was unexpected); allowed: double_positive, "
      "dtype, env_sr, envelope_oversampling, fake_relu"),
@@ -69,7 +69,7 @@ def test_the_default_config_passes_every_check():
     ({"metamers": {"frontend": {"n": "ten"}}}, "metamers.frontend.n: 'ten' is not of type 'integer'"),
     ({"metamers": {"dataset": "nope"}},
      "metamers.dataset: 'nope' is not under datasets (configured: maas-synth, commands-synth)"),
-    ({"metamers": {"yamnet": {"model": "nope"}}}, "metamers.yamnet.model: 'nope' is not under models (configured: "
+    ({"metamers": {"pretrained": {"model": "nope"}}}, "metamers.pretrained.model: 'nope' is not under models (configured: "
                                                   "yamnet)"),
     ({"dissect": {"calibration": {"threshold": -5}}},
      "dissect.calibration.threshold: -5 is less than the minimum of -1"),
@@ -100,9 +100,9 @@ def test_a_null_read_from_the_command_line_says_how_to_turn_a_study_off():
 
 
 def test_pretrained_metamers_turned_off_need_no_model():
-    check_all(full_config(metamers={"yamnet": {"model": None}}))
-    check_all(full_config(metamers={"yamnet": {"model": "nope", "layers": []}}))
-    check_all(full_config(metamers={"dataset": None, "yamnet": {"model": "nope"}}))
+    check_all(full_config(metamers={"pretrained": {"model": None}}))
+    check_all(full_config(metamers={"pretrained": {"model": "nope", "layers": []}}))
+    check_all(full_config(metamers={"dataset": None, "pretrained": {"model": "nope"}}))
 
 
 # --- point 7: --config values arrive as strings -------------------------------------------------------------
@@ -309,3 +309,10 @@ def test_too_few_groups_name_the_studys_split_key(tmp_path):
     with pytest.raises(ValueError, match="change metamers.split"):
         make_split(manifest, tmp_path / "split.csv", ["word"], {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
                    section="metamers", labels_key="metamers.label")
+
+
+def test_the_old_name_of_pretrained_metamers_is_refused_with_the_new_one():
+    cfg = full_config()
+    cfg["metamers"]["yamnet"] = cfg["metamers"].pop("pretrained")
+    with pytest.raises(config.ConfigError, match=r"^metamers\.yamnet was renamed metamers\.pretrained"):
+        config.check_renamed(cfg)
