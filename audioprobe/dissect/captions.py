@@ -182,12 +182,13 @@ def read_class_map(path) -> list[str]:
     return [row["display_name"] for row in sorted(rows, key=lambda row: int(row["index"]))]
 
 
-def yamnet_tagger(adapter, layer: str = "layer14"):
+def yamnet_tagger(adapter, layer: str | None = None):
     """A tagger ``[clips, samples] at 16 kHz -> [clips, 521]`` from a YAMNet adapter: clip-level scores.
 
-    The adapter runs the network to ``layer`` (the last conv layer) and on from there through pooling and
-    the classifier; its per-patch scores are averaged over patches, as YAMNet's own inference does.
+    The adapter runs the network to ``layer`` (default: its last cached layer) and on from there to its
+    ``scores``; the per-patch scores are averaged over patches, as YAMNet's own inference does.
     """
+    layer = layer or adapter.layers()[-1]
 
     def tagger(waveforms: np.ndarray) -> np.ndarray:
         activations = adapter.activations(waveforms, [layer])[layer]

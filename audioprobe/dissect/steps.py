@@ -604,7 +604,7 @@ def pos_ablation_step(inputs, outputs, settings: dict, *, layers, network: Prune
 
     open_table = read_csv(inputs.open)
     open_table = open_table[open_table["layer"].isin(layers)]
-    units = {layer: network.model.layer_shape(layer, 15600)[-1] for layer in layers}
+    units = {layer: network.model.layer_shape(layer, network.model.min_samples)[-1] for layer in layers}
     table = pos_ablation(network, open_table, units, settings["pos_ablation"])
     for key, value in captioner_columns(inputs.captions).items():
         table[key] = value

@@ -31,6 +31,8 @@ class ModelAdapter(ABC):
     name: str
     #: sample rate the network expects, in Hz
     sample_rate: int
+    #: the shortest clip, in samples, that gives one full output frame (shorter clips are padded to it)
+    min_samples: int = 1
     #: checksum of the weights file, recorded in every artifact made from this model
     weights_sha256: str = ""
 

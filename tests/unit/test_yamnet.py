@@ -243,3 +243,14 @@ def test_tflite_numerics_need_quantised_weights(weights):
 
     with pytest.raises(ValueError, match="numerics='float'"):
         Yamnet(replace(weights, frontend={}), numerics="tflite")
+
+
+def test_min_samples_is_the_shortest_clip_with_one_full_patch():
+    """The contract's min_samples (used by pruning and the part-of-speech ablation to size a layer's channels)."""
+    from audioprobe.models.yamnet import PATCH_HOP_SAMPLES, Yamnet, layer_shape
+
+    shortest = Yamnet.min_samples
+    assert layer_shape("layer14", shortest)[0] == 1
+    assert layer_shape("layer14", shortest + PATCH_HOP_SAMPLES)[0] == 2
+    assert layer_shape("layer14", shortest + PATCH_HOP_SAMPLES - 1)[0] == 2  # a partial patch is padded
+    assert shortest / Yamnet.sample_rate == pytest.approx(0.975)
