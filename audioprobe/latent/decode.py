@@ -544,9 +544,10 @@ def nearest_points(queries, points, *, k: int, metric: str = "euclidean",
     queries, points = _metric_space(queries, metric), _metric_space(points, metric)
     scale = _power_of_two_scale(queries, points) if metric == "euclidean" else 1.0  # unit vectors need none
     screened, far = _split_far_points(points, k) if metric == "euclidean" else (np.arange(len(points)), None)
-    screen_points, n_blocks = _screening_points(points[screened], metric, k, scale)
+    near = points if far is None else points[screened]
+    screen_points, n_blocks = _screening_points(near, metric, k, scale)
     screen_queries = _screening_queries(queries, metric, scale)
-    error = _screening_error(queries, points[screened], scale)
+    error = _screening_error(queries, near, scale)
     rows = max(1, block_bytes // (4 * len(screen_points)))
     out = np.empty((len(queries), k), dtype=np.intp)
     buffer = np.empty((min(rows, len(queries)), len(screen_points)), dtype=np.float32)  # reused: no page faults

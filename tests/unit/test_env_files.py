@@ -112,8 +112,8 @@ def _installed_modules() -> dict[str, list[str]]:
 # --- what an entry script reaches -------------------------------------------------------------------------
 
 class Module:
-    """One package module: its top-level imports, and per top-level definition the imports inside it and the
-    names it uses."""
+    """One package module: the imports its top level runs, the names they bind, its top-level definitions
+    (followed only where reached code names them) and the names its other top-level code uses."""
 
     def __init__(self, path: Path):
         tree = ast.parse(path.read_text())
