@@ -31,6 +31,8 @@ import pandas as pd
 import scipy.sparse
 
 from audioprobe.datasets.manifest import labels_of, load_clip
+from audioprobe.shapes import (check_axes, check_components, clip_samples, kept_shape,  # noqa: F401 (read from here too)
+                               model_layer_axes, model_layer_shape)
 from audioprobe.io.store import LayerFile, LayerWriter, write_arrays
 
 log = logging.getLogger(__name__)
@@ -43,52 +45,6 @@ COMPUTED_DEPTH = 1   # batches of every layer's activations waiting for the writ
 POLL_SECONDS = 0.05  # how often a stage waiting on a queue looks whether another stage has failed
 
 
-def clip_samples(clip_seconds: float, sample_rate: int) -> int:
-    return int(round(clip_seconds * sample_rate))
-
-
-def model_layer_axes(model_config: dict, layer: str) -> tuple[str, ...]:
-    """The names of ``layer``'s per-clip axes (what ``model.layer_axes`` returns), without weights."""
-    from audioprobe import models
-    from audioprobe.models import yamnet
-
-    kind = model_config["kind"]
-    if layer not in models.layer_names(kind):
-        raise ValueError(f"model kind {kind!r} has no layer {layer!r}")
-    return yamnet.AXES
-
-
-def model_layer_shape(model_config: dict, layer: str, clip_seconds: float, pooled=(),
-                      components: int | None = None) -> tuple[int, ...]:
-    """The per-clip shape of ``layer`` for clips of ``clip_seconds``, computed without weights or TensorFlow
-    (what ``model.layer_shape`` returns for the loaded model); with ``pooled`` (axis names), the shape of the
-    layer stored pooled over those axes at extraction (``activations.store``); with ``components``, the
-    shape of the (pooled) layer stored projected to that many components: ``(components,)``."""
-    from audioprobe import models
-    from audioprobe.models import yamnet
-
-    axes = model_layer_axes(model_config, layer)
-    shape = yamnet.layer_shape(layer, clip_samples(clip_seconds, models.sample_rate(model_config["kind"])))
-    kept = kept_shape(shape, axes, pooled)
-    if components is None:
-        return kept
-    check_components(components, math.prod(kept), f"activations.store.{layer}.project")
-    return (int(components),)
-
-
-def check_axes(names, axes) -> None:
-    """Every name in ``names`` is one of ``axes``."""
-    unknown = [name for name in names if name not in axes]
-    if unknown:
-        raise ValueError(f"cannot pool over {unknown[0]!r}: the layer's axes are {', '.join(axes)}")
-
-
-def kept_shape(shape, axes, pooled) -> tuple[int, ...]:
-    """``shape`` (one size per name in ``axes``) without the axes named in ``pooled``."""
-    check_axes(pooled, axes)
-    return tuple(int(size) for size, name in zip(shape, axes) if name not in pooled)
-
-
 def reduce_axes(block: np.ndarray, over: tuple[int, ...], stat: str) -> np.ndarray:
     """``stat`` of ``block`` over the axes ``over``: the one reduction pooling and pooled storage share."""
     return POOL_STATS[stat](block, axis=over) if over else block
@@ -97,16 +53,6 @@ def reduce_axes(block: np.ndarray, over: tuple[int, ...], stat: str) -> np.ndarr
 # --- projected storage ---------------------------------------------------------------------------------------
 
 PROJECTION_KIND = "very sparse random projection (Li, Hastie and Church 2006)"
-
-
-def check_components(components, features: int, key: str) -> None:
-    """``components`` is a whole number from 1 to ``features`` (the values per clip it projects)."""
-    if isinstance(components, bool) or not isinstance(components, (int, np.integer)) or components < 1:
-        raise ValueError(f"{key}: {components!r} is not a number of components; give a whole number >= 1")
-    if components > features:
-        raise ValueError(f"{key}: {components} components are more than the {features} values per clip they "
-                         f"would project; a projection cannot add information: use at most {features}, or store "
-                         "the layer full")
 
 
 def sparse_projection(features: int, components: int, seed: int) -> scipy.sparse.csr_matrix:

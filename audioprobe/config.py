@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from audioprobe.nulls import NULLS as _NULLS, null_hint  # noqa: F401 (null_hint is read from here too)
+
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -98,7 +100,7 @@ def check_references(config: dict, layer_names) -> None:
                                   f"(configured: {known})")
         layers = config["activations"]["layers"]
         if layers != "all":
-            known = layer_names(config["models"][run["model"]]["kind"])
+            known = layer_names(config["models"][run["model"]])
             unknown = [layer for layer in layers if layer not in known]
             if unknown:
                 raise ConfigError(f"activations.layers: model {run['model']!r} has no layer {unknown[0]!r}; "
@@ -121,7 +123,7 @@ def flow_layer(config: dict, model: str, layer_names) -> str | None:
     layer = config["latent"]["flow"]["layer"]
     if layer == "best":
         return None
-    known = layer_names(config["models"][model]["kind"])
+    known = layer_names(config["models"][model])
     if config["activations"]["layers"] != "all":
         known = [name for name in known if name in config["activations"]["layers"]]
     if isinstance(layer, int):
@@ -144,7 +146,7 @@ def check_dissect(config: dict, layer_names) -> None:
         if (run["model"], run["dataset"]) not in extracted:
             raise ConfigError(f"dissect.runs[{index}]: {run['model']} on {run['dataset']} is not in "
                               "activations.runs; add it there so its activations are extracted")
-        cached = layer_names(config["models"][run["model"]]["kind"])
+        cached = layer_names(config["models"][run["model"]])
         if config["activations"]["layers"] != "all":
             cached = [name for name in cached if name in config["activations"]["layers"]]
         wanted = dissect["layers"]
@@ -171,7 +173,7 @@ def check_storage(config: dict, layer_names) -> None:
     activations = config["activations"]
     extracted = {}
     for run in activations["runs"]:
-        known = layer_names(config["models"][run["model"]]["kind"])
+        known = layer_names(config["models"][run["model"]])
         extracted[run["model"]] = [name for name in known
                                    if activations["layers"] == "all" or name in activations["layers"]]
     for layer, how in activations.get("store", {}).items():
@@ -209,7 +211,7 @@ def _stored_as(how) -> str:
 def _check_projection(config: dict, layer: str, how: dict, extracted: dict) -> None:
     """A projected layer has at least as many values per clip as components in every run that extracts it,
     and at least as many components as Study 1's PCA fits in every Study 1 run."""
-    from audioprobe.activations import model_layer_shape
+    from audioprobe.shapes import model_layer_shape
 
     key, components = f"activations.store.{layer}.project", how["project"]
     pooled = how.get("pool", [])
@@ -217,7 +219,10 @@ def _check_projection(config: dict, layer: str, how: dict, extracted: dict) -> N
         if layer not in extracted.get(run["model"], []):
             continue
         seconds = config["datasets"][run["dataset"]]["clip_seconds"]
-        size = math.prod(model_layer_shape(config["models"][run["model"]], layer, seconds, pooled=pooled))
+        shape = model_layer_shape(config["models"][run["model"]], layer, seconds, pooled=pooled)
+        if shape is None:  # only the loaded network knows it: extraction checks the components
+            continue
+        size = math.prod(shape)
         if components > size:
             where = f"{layer}{' pooled over ' + ', '.join(pooled) if pooled else ''}"
             raise ConfigError(f"{key}: {components} components are more than the {size} values per clip of "
@@ -281,7 +286,6 @@ def check_circular(config: dict) -> list[str]:
 # Snakemake reads a nested --config value with YAML's BaseLoader, so activations='{"batch_size": 16}' arrives
 # as {"batch_size": "16"}. coerce_strings turns such strings back into what the schema asks for.
 
-_NULLS = ("null", "Null", "NULL", "~")
 _BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INTEGER = re.compile(r"^[-+]?[0-9]+$")
 _NUMBER = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
@@ -405,13 +409,6 @@ def check_schema(config: dict, schema: dict) -> None:
 # --- Study 2 references -----------------------------------------------------------------------------------
 
 
-def null_hint(value, remedy: str = "turn it off in a --configfile") -> str:
-    """For a setting that is the text of a YAML null ('null', '~'...), a note that --config read a nested null
-    as that string, and ``remedy``; otherwise "". Used where a string is a valid type, so it is not coerced."""
-    return (f" (--config reads a nested null as the string {value!r}: {remedy})"
-            if isinstance(value, str) and value in _NULLS else "")
-
-
 def check_metamers(config: dict, layer_names) -> None:
     """Study 2 names a configured dataset, and its pretrained model and layers exist."""
     metamers = config.get("metamers", {})
@@ -430,7 +427,7 @@ def check_metamers(config: dict, layer_names) -> None:
         raise ConfigError(f"metamers.pretrained.model: {model!r} is not under models (configured: "
                           f"{', '.join(config['models']) or 'none'}); name one of them, or null to make no "
                           f"pretrained-model metamers{null_hint(model)}")
-    known = layer_names(config["models"][model]["kind"])
+    known = layer_names(config["models"][model])
     unknown = [layer for layer in layers if layer not in known]
     if unknown:
         raise ConfigError(f"metamers.pretrained.layers: model {model!r} has no layer {unknown[0]!r}; its layers are "

@@ -27,7 +27,7 @@ for model_name in sorted({model for model, _ in runs()}):
         benchmark:
             f"results/benchmarks/extract_activations/{model_name}/{{dataset}}.tsv"
         conda:
-            "../envs/tensorflow.yaml"
+            model_env_file(model_name)
         threads: 2
         resources:
             mem_mb=6000,

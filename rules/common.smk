@@ -6,8 +6,8 @@ from snakemake.utils import validate
 from audioprobe import config as apconfig
 from audioprobe.datasets.naming import audio_files
 from audioprobe.io.atomic import check_results_links
-from audioprobe.models import (WEIGHT_FILE_SUFFIXES, WeightsSettingError, check_weights_setting, is_hub_handle,
-                               layer_names)
+from audioprobe.models import WeightsSettingError, check_weights_setting, layer_names
+from audioprobe.models import registry
 
 SCHEMA = "../workflow/schemas/config.schema.yaml"
 GENERATED_KINDS = ("maas-synth", "commands-synth")
@@ -101,18 +101,29 @@ def clip_audio(wildcards):
 # --- models ----------------------------------------------------------------------------------------------
 
 
+def model_spec(name):
+    return registry.spec_of(config["models"][name]["kind"])
+
+
 def model_weights(name):
-    """A configured weights file, or the path the download rule writes."""
+    """The weights the model's job loads: a configured file or hub handle, the path a download rule writes, or
+    the file inside an installed package; None when the job finds them itself."""
     entry = config["models"][name]
-    if entry["weights"]:
-        return entry["weights"]
-    return f"resources/models/{name}/yamnet.tflite"
+    return model_spec(name).weights_file(name, entry) or entry.get("weights")
 
 
 def network_config(name):
-    """A model's entry without its class map keys, which do not change its outputs."""
-    return {key: value for key, value in config["models"][name].items()
-            if not key.startswith("class_map")}
+    """A model's entry without the keys that do not change its outputs (class names, download URLs)."""
+    return registry.network_config(config["models"][name])
+
+
+def model_env(wildcards):
+    """The conda env of the jobs that run the model (its framework's env file)."""
+    return f"../{model_spec(wildcards.model).env_file}"
+
+
+def model_env_file(name):
+    return f"../{model_spec(name).env_file}"
 
 
 def model_setting(key):
@@ -122,14 +133,31 @@ def model_setting(key):
     return setting
 
 
-def weights_key(wildcards):
-    return f"models.{wildcards.model}.weights"
+def downloading_models():
+    return [name for name in config["models"] if model_spec(name).downloads]
+
+
+def downloaded_files():
+    return sorted({download.file for name in downloading_models() for download in model_spec(name).downloads})
+
+
+def download_setting(field):
+    """The download's URL or sha256 (from the model's config), or the config key of the local file that
+    replaces it (for the error that says what to do offline)."""
+
+    def setting(wildcards):
+        entry = config["models"][wildcards.model]
+        download = next(d for d in model_spec(wildcards.model).downloads if d.file == wildcards.file)
+        key = getattr(download, field)
+        return f"models.{wildcards.model}.{key}" if field == "local_key" else entry[key]
+
+    return setting
 
 
 def weights_input(name):
-    """The weights file as an input, or nothing for a TF Hub handle or SavedModel folder (loaded at run time)."""
-    weights = model_weights(name)
-    return weights if weights.endswith(WEIGHT_FILE_SUFFIXES) and not is_hub_handle(weights) else []
+    """The weights file as an input, or nothing for weights loaded at run time (a TF Hub handle, a SavedModel
+    folder)."""
+    return model_spec(name).weights_file(name, config["models"][name]) or []
 
 
 def weights_source(model):
@@ -145,7 +173,7 @@ def check_model_weights():
     """Each models.<name>.weights is null, an http(s) hub handle, or an existing weights file or SavedModel."""
     for name, entry in config["models"].items():
         try:
-            check_weights_setting(name, entry["weights"])
+            check_weights_setting(name, entry)
         except WeightsSettingError as err:
             raise WorkflowError(str(err)) from None
 
@@ -155,7 +183,7 @@ check_model_weights()
 
 def run_layers(model):
     layers = config["activations"]["layers"]
-    return layer_names(config["models"][model]["kind"]) if layers == "all" else list(layers)
+    return layer_names(config["models"][model]) if layers == "all" else list(layers)
 
 
 # --- activations -----------------------------------------------------------------------------------------
@@ -552,11 +580,7 @@ def caption_settings(wildcards):
 
 
 def class_map_path(model):
-    return config["models"][model]["class_map"] or f"resources/models/{model}/yamnet_class_map.csv"
-
-
-def class_map_key(wildcards):
-    return f"models.{wildcards.model}.class_map"
+    return model_spec(model).class_names(model, config["models"][model])
 
 
 def pos_model(wildcards):

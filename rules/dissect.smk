@@ -73,7 +73,7 @@ rule dissect_head:
     benchmark:
         "results/benchmarks/dissect_head/{model}/{dataset}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        model_env
     threads: 2
     resources:
         mem_mb=4000,
@@ -358,7 +358,7 @@ rule prune_by_concept:
     benchmark:
         "results/benchmarks/prune_by_concept/{model}/{dataset}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        model_env
     threads: 2
     resources:
         mem_mb=6000,
@@ -400,7 +400,7 @@ rule pos_ablation:
     benchmark:
         "results/benchmarks/pos_ablation/{model}/{dataset}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        model_env
     threads: 2
     resources:
         mem_mb=6000,

@@ -1,45 +1,25 @@
-# Model weights: downloaded once into resources/, unless the config points at a local file.
+# Model files a family fetches (rules/common.smk: model_download), downloaded once into resources/models/
+# and sha256-checked, unless the config points at a local file.
 
 
-rule download_yamnet:
+rule download_model_file:
     output:
-        "resources/models/{model}/yamnet.tflite",
+        "resources/models/{model}/{file}",
     wildcard_constraints:
-        model=one_of(names_of_kind("models", "yamnet")),
+        model=one_of(downloading_models()),
+        file=one_of(downloaded_files()),
     params:
-        url=model_setting("url"),
-        sha256=model_setting("sha256"),
-        config_key=weights_key,
+        url=download_setting("url_key"),
+        sha256=download_setting("sha256_key"),
+        config_key=download_setting("local_key"),
     log:
-        "results/logs/download_yamnet/{model}.log",
+        "results/logs/download_model_file/{model}/{file}.log",
     benchmark:
-        "results/benchmarks/download_yamnet/{model}.tsv"
+        "results/benchmarks/download_model_file/{model}/{file}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        model_env
     resources:
         mem_mb=500,
         runtime=20,
-    script:
-        "../workflow/scripts/download.py"
-
-
-rule download_yamnet_class_map:
-    output:
-        "resources/models/{model}/yamnet_class_map.csv",
-    wildcard_constraints:
-        model=one_of(names_of_kind("models", "yamnet")),
-    params:
-        url=model_setting("class_map_url"),
-        sha256=model_setting("class_map_sha256"),
-        config_key=class_map_key,
-    log:
-        "results/logs/download_yamnet_class_map/{model}.log",
-    benchmark:
-        "results/benchmarks/download_yamnet_class_map/{model}.tsv"
-    conda:
-        "../envs/tensorflow.yaml"
-    resources:
-        mem_mb=500,
-        runtime=10,
     script:
         "../workflow/scripts/download.py"

@@ -41,7 +41,7 @@ rule transfer_continue:
     benchmark:
         "results/benchmarks/transfer_continue/{model}/{dataset}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        model_env
     threads: 2
     resources:
         mem_mb=3000,

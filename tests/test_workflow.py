@@ -132,7 +132,7 @@ def test_weights_that_are_no_weights_fail_before_any_job_naming_the_key(tmp_path
 
 def test_without_weights_the_download_rule_is_scheduled(tmp_path):
     result = snakemake_cli.run(tmp_path, "-n", cores=None)
-    assert scheduled(result)["download_yamnet"] == 1
+    assert scheduled(result)["download_model_file"] == 2  # the weights and the class map
 
 
 def test_lint_is_clean():

@@ -11,6 +11,11 @@ import numpy as np
 
 #: how a matched ReLU passes gradients during metamer synthesis (see :meth:`ModelAdapter.differentiable`)
 RELU_GRADIENTS = ("fake", "true")
+#: how a generic family turns logits into scores
+SCORES = ("sigmoid", "softmax")
+#: the largest change of the logits (relative to their size) that two placeholder inputs may cause when a
+#: network is continued from a layer: more means something after the layer reads the input another way
+CUT_TOLERANCE = 1e-5
 
 
 def fake_relu(x):
@@ -26,6 +31,15 @@ def fake_relu(x):
     return relu_with_identity_gradient(x)
 
 
+def check_layout(layout: str, ndim: int, key: str, defaults: dict[int, str]) -> str:
+    """A layer's layout: one letter per axis after the batch, c (channel, required), t (time), f (freq)."""
+    if len(layout) != ndim or set(layout) - set("ctf") or len(set(layout)) != len(layout) or "c" not in layout:
+        raise ValueError(f"{key}: {layout!r} does not describe an output with {ndim} axes after the batch; give "
+                         f"one letter per axis in the module's order, c (channel, required), t (time), f (freq), "
+                         f"e.g. {defaults.get(ndim, 'ct')!r}")
+    return layout
+
+
 class ModelAdapter(ABC):
     #: short name used in paths and tables
     name: str
@@ -39,6 +53,12 @@ class ModelAdapter(ABC):
     @abstractmethod
     def layers(self) -> list[str]:
         """Names of the layers whose activations can be cached, input side first."""
+
+    def layer_axes(self, layer: str) -> tuple[str, ...]:
+        """The names of ``layer``'s per-clip axes: every adapter presents patch, time, freq, channel (sizes of
+        1 where the network has no such axis), so pooling and the analyses never depend on the model."""
+        self.check_layers([layer])
+        return ("patch", "time", "freq", "channel")
 
     @abstractmethod
     def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:

@@ -12,11 +12,12 @@ import ctypes
 import ctypes.util
 import functools
 import math
+from pathlib import Path
 
 import numpy as np
 
 from audioprobe.models.base import RELU_GRADIENTS, ModelAdapter, fake_relu
-from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights
+from audioprobe.models.yamnet_weights import LAYER_DEFS, YamnetWeights, load_weights
 
 SAMPLE_RATE = 16000
 STFT_WINDOW = 400
@@ -328,3 +329,16 @@ class Yamnet(ModelAdapter):
         # floor(m + 0.5) would round 0.49999997 up in float32; m - floor(m) is exact, so compare that
         rounded = tf.sign(x) * (whole + tf.cast(magnitude - whole >= 0.5, x.dtype))
         return tf.clip_by_value(rounded, -127.0, 127.0), factor
+
+
+def build(name: str, model_config: dict, weights, threads: int | None = None) -> Yamnet:
+    """The registry's builder: weights the workflow downloaded (``weights`` null in the config) are checked
+    against ``model_config['sha256']`` on every load; weights the config names are the user's."""
+    sha256 = None
+    downloaded = "weights" in model_config and not model_config["weights"] and model_config.get("sha256")
+    if downloaded and Path(str(weights)).is_file():
+        from audioprobe.io.download import verify_weights
+
+        sha256 = verify_weights(weights, model_config["sha256"], f"models.{name}")  # the file is hashed once
+    return Yamnet(load_weights(weights, f"models.{name}.weights", sha256=sha256), name=name, threads=threads,
+                  numerics=model_config.get("numerics", "float"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from audioprobe.io.download import sha256_of
-from audioprobe.models import WEIGHT_FILE_SUFFIXES, is_hub_handle, weights_problem
+from audioprobe.models.weights import WEIGHT_FILE_SUFFIXES, is_hub_handle, weights_problem
 
 # (kind, stride, filters) for YAMNet's 14 conv layers, from the reference implementation.
 LAYER_DEFS = [("conv", 2, 32), ("separable", 1, 64), ("separable", 2, 128), ("separable", 1, 128),
@@ -204,7 +204,7 @@ _DENSE = re.compile(r"(dense|logits)[^/]*/(kernel|bias)(:0)?$")
 def _h5_variables(path) -> dict[str, np.ndarray]:
     import h5py
 
-    from audioprobe.io.store import open_h5
+    from audioprobe.io.h5safe import open_h5
 
     out = {}
     with open_h5(path) as file:

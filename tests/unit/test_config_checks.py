@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAYERS = [f"layer{i}" for i in range(1, 15)]
 
 
-def layer_names(kind):
-    assert kind == "yamnet"
+def layer_names(model_config):
+    assert model_config["kind"] == "yamnet"
     return LAYERS
 
 

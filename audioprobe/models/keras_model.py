@@ -1,0 +1,233 @@
+"""A Keras model as an audioprobe model (``kind: keras_model``), and the adapter the keyword networks reuse.
+
+The model is a functional ``.keras`` file, loaded with ``safe_mode=True`` (no deserialised Python code runs).
+Its input is a waveform batch ``[items, samples]`` unless a family puts a front end before it (the keyword
+networks' cochleagram). The contract through the functional graph:
+
+- ``activations``: one sub-model from the input to every requested layer's output;
+- ``forward_from(layer, acts)``: the graph run on a placeholder input with the layer's output replaced by
+  ``acts`` (Keras runs each operation through a function we supply, so nothing is rebuilt); exact when every
+  path from the input passes through the layer, which is checked once per layer;
+- channel masks: the masked layers' outputs multiplied by a 0/1 vector on their channel (last) axis;
+- ``differentiable``: a sub-model on tensors, with a FakeReLU on a requested ReLU layer when asked.
+
+Keras layers are channels-last: by default an output with one axis after the batch is ``c``, two ``tc``,
+three ``ftc``; ``layouts`` overrides it per layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audioprobe.models.base import CUT_TOLERANCE, RELU_GRADIENTS, SCORES, ModelAdapter, check_layout
+
+WEIGHT_SUFFIXES = (".keras",)
+DEFAULT_LAYOUTS = {1: "c", 2: "tc", 3: "ftc"}
+
+
+def layer_names(model_config: dict) -> list[str]:
+    return list(model_config["layers"])
+
+
+def canonical_permutation(layout: str) -> tuple[list[int], list[str]]:
+    """The transpose that puts an output's axes in time, freq, channel order, and which of them it has."""
+    present = [axis for axis in "tfc" if axis in layout]
+    return [0, *[1 + layout.index(axis) for axis in present]], present
+
+
+class KerasAdapter(ModelAdapter):
+    """Any functional Keras model (see the module's docstring)."""
+
+    def __init__(self, model, *, name: str, sample_rate: int, layers: list[str], layouts: dict[str, str] | None = None,
+                 head: str | None = None, scores: str = "softmax", frontend=None, min_samples: int = 1,
+                 weights_sha256: str = "", threads: int | None = None, config_key: str | None = None):
+        import tensorflow as tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self.tf, self.model, self.name = tf, model, name
+        self.sample_rate, self.min_samples = int(sample_rate), int(min_samples)
+        self.weights_sha256 = weights_sha256
+        self._key = config_key or f"models.{name}"
+        known = [layer.name for layer in model.layers]
+        for layer in [*layers, *([head] if head else [])]:
+            if layer not in known:
+                raise ValueError(f"{self._key}: the model has no layer {layer!r}; its layers are {', '.join(known)}")
+        if scores not in SCORES:
+            raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
+        self._layers, self._layouts, self._scores = list(layers), dict(layouts or {}), scores
+        self._head = head or layers[-1]
+        self._frontend = frontend
+        self._compiled: dict = {}
+        self._checked_cuts: set[str] = set()
+
+    # --- interface -------------------------------------------------------------------------------------------
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        self.check_layers([layer])
+        probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
+        return tuple(self.activations(probe, [layer])[layer].shape[1:])
+
+    def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        layers = self.check_layers(layers)
+        key = ("act", tuple(layers))
+        if key not in self._compiled:
+            outputs = {layer: self.model.get_layer(layer).output for layer in layers}
+            self._compiled[key] = _submodel(self.model, outputs)
+        out = self._compiled[key](self._inputs(self.tf.constant(self._padded(waveforms))), training=False)
+        return {layer: self._canonical(layer, np.asarray(out[layer])) for layer in layers}
+
+    def forward_from(self, layer: str, activations: np.ndarray,
+                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        self.check_layers([layer])
+        masks = self._checked_masks(layer, channel_masks or {})
+        acts = np.asarray(activations, dtype=np.float32)
+        self._check_cut(layer, acts[:1])
+        out = self._continue(layer, acts, masks, self._placeholder(acts.shape[0] * acts.shape[1]))
+        return {key: np.asarray(value) for key, value in out.items()}
+
+    def differentiable(self, layers: list[str], relu_gradient: str = "true"):
+        from audioprobe.metamers.architectures import layer_model
+
+        layers = self.check_layers(layers)
+        if relu_gradient not in RELU_GRADIENTS:
+            raise ValueError(f"relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, not {relu_gradient!r}")
+        submodel = layer_model(self.model, layers, relu_gradient=relu_gradient)
+
+        def forward(waveforms):
+            out = submodel(self._inputs(waveforms), training=False)
+            return {layer: self._canonical_tensor(layer, out[layer], waveforms.shape[0]) for layer in layers}
+
+        return forward
+
+    # --- the graph -------------------------------------------------------------------------------------------
+    def _continue(self, layer: str, acts: np.ndarray, masks: dict, placeholder) -> dict:
+        tf = self.tf
+        clips, patches = acts.shape[:2]
+        substitute = tf.constant(self._from_canonical(layer, acts))
+        captured = {}
+
+        def operation_fn(operation):
+            def call(*args, **kwargs):
+                if "training" in _call_arguments(operation):
+                    kwargs["training"] = False
+                if operation.name == self._head:
+                    captured["embedding"] = args[0]
+                out = substitute if operation.name == layer else operation(*args, **kwargs)
+                if operation.name in masks:
+                    out = out * masks[operation.name]
+                if operation.name == self._head:
+                    captured["logits"] = out
+                return out
+            return call
+
+        self.model._run_through_graph(placeholder, operation_fn=operation_fn)
+        embedding = tf.reshape(captured["embedding"], (clips, patches, -1)).numpy()
+        logits = tf.reshape(captured["logits"], (clips, patches, -1))
+        scores = tf.sigmoid(logits) if self._scores == "sigmoid" else tf.nn.softmax(logits, axis=-1)
+        return {"embedding": embedding, "logits": logits.numpy(), "scores": scores.numpy()}
+
+    def _check_cut(self, layer: str, acts: np.ndarray) -> None:
+        if layer in self._checked_cuts:
+            return
+        items = acts.shape[0] * acts.shape[1]
+        try:
+            quiet = self._continue(layer, acts, {}, self._placeholder(items))["logits"]
+            noisy = self._continue(layer, acts, {}, self._placeholder(items, seed=0))["logits"]
+        except (ValueError, self.tf.errors.InvalidArgumentError) as err:
+            raise ValueError(self._not_a_cut(layer, f"the graph failed: {err}")) from err
+        difference = float(np.abs(quiet - noisy).max())
+        if difference > CUT_TOLERANCE * max(1.0, float(np.abs(quiet).max())):
+            raise ValueError(self._not_a_cut(layer, f"two placeholder inputs changed the logits by {difference:.3g}"))
+        self._checked_cuts.add(layer)
+
+    def _not_a_cut(self, layer: str, why: str) -> str:
+        return (f"{self._key}: the network cannot be continued from {layer!r} ({why}): something after it reads "
+                "the input by another path (a skip connection around it). Continue from a layer at a block "
+                "boundary, one that every path from the input passes through.")
+
+    def _checked_masks(self, layer: str, channel_masks: dict) -> dict:
+        self.check_layers(list(channel_masks))
+        order = self.layers()
+        early = [name for name in channel_masks if order.index(name) < order.index(layer)]
+        if early:
+            raise ValueError(f"cannot mask {early[0]} when continuing from the later layer {layer}")
+        return {name: self.tf.constant(np.asarray(mask, dtype=np.float32)) for name, mask in channel_masks.items()}
+
+    # --- inputs and layouts ----------------------------------------------------------------------------------
+    def _padded(self, waveforms: np.ndarray) -> np.ndarray:
+        waveforms = np.asarray(waveforms, dtype=np.float32)
+        short = self.min_samples - waveforms.shape[1]
+        return np.pad(waveforms, ((0, 0), (0, short))) if short > 0 else waveforms
+
+    def _inputs(self, waveforms):
+        return self._frontend(waveforms) if self._frontend is not None else waveforms
+
+    def _placeholder(self, items: int, seed: int | None = None):
+        declared = tuple(self.model.inputs[0].shape[1:])
+        if None in declared:  # a variable-length input: the front end's output for the shortest clip
+            declared = tuple(self._inputs(self.tf.zeros((1, self.min_samples))).shape[1:])
+        shape = (items, *[int(size) for size in declared])
+        if seed is None:
+            return self.tf.zeros(shape)
+        return self.tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+    def _layout(self, layer: str, ndim: int) -> str:
+        layout = self._layouts.get(layer) or DEFAULT_LAYOUTS.get(ndim)
+        if layout is None:
+            raise ValueError(f"{self._key}.layouts: give the layout of {layer}, an output with {ndim} axes after "
+                             "the batch")
+        return check_layout(layout, ndim, f"{self._key}.layouts.{layer}", DEFAULT_LAYOUTS)
+
+    def _canonical(self, layer: str, value: np.ndarray, clips: int | None = None) -> np.ndarray:
+        layout = self._layout(layer, value.ndim - 1)
+        permutation, present = canonical_permutation(layout)
+        moved = np.transpose(value, permutation)
+        sizes = dict(zip(present, moved.shape[1:]))
+        return moved.reshape(clips or len(value), -1, sizes.get("t", 1), sizes.get("f", 1), sizes["c"])
+
+    def _canonical_tensor(self, layer: str, value, clips: int):
+        layout = self._layout(layer, len(value.shape) - 1)
+        permutation, present = canonical_permutation(layout)
+        moved = self.tf.transpose(value, permutation)
+        sizes = dict(zip(present, moved.shape[1:]))
+        return self.tf.reshape(moved, (clips, -1, sizes.get("t", 1), sizes.get("f", 1), sizes["c"]))
+
+    def _from_canonical(self, layer: str, acts: np.ndarray) -> np.ndarray:
+        output_shape = self.model.get_layer(layer).output.shape
+        layout = self._layout(layer, len(output_shape) - 1)
+        present = [axis for axis in "tfc" if axis in layout]
+        sizes = dict(zip("tfc", acts.shape[2:]))
+        items = acts.reshape(-1, *[sizes[axis] for axis in present])
+        return np.transpose(items, [0, *[1 + present.index(axis) for axis in layout]])
+
+
+def _submodel(model, outputs: dict):
+    import keras
+
+    return keras.Model(model.inputs, outputs)
+
+
+def _call_arguments(operation) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(operation.call).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return set()
+
+
+def build(name: str, model_config: dict, weights, threads: int | None = None) -> KerasAdapter:
+    import keras
+
+    from audioprobe.io.download import sha256_of
+
+    path = weights or model_config["file"]
+    model = keras.saving.load_model(path, safe_mode=True)
+    return KerasAdapter(model, name=name, sample_rate=model_config["sample_rate"], layers=layer_names(model_config),
+                        layouts=model_config.get("layouts") or {}, head=model_config.get("head"),
+                        scores=model_config.get("scores", "softmax"),
+                        min_samples=int(model_config.get("min_samples") or 1), weights_sha256=sha256_of(path),
+                        threads=threads)

@@ -1,0 +1,359 @@
+"""A PyTorch module as an audioprobe model (``kind: torch_module``), and the adapter CREPE's entry reuses.
+
+The module takes a waveform batch ``[items, samples]`` (float32, at the declared sample rate) and returns its
+logits. Everything comes from hooks on named submodules, so any module works without changes:
+
+- ``activations``: one forward pass with a forward hook on each requested layer;
+- ``forward_from(layer, acts)``: the full forward on a placeholder input, with a hook that replaces the
+  layer's output by ``acts`` (no graph surgery); it is exact when everything after the layer depends on the
+  input only through the layer (a chain, as in CREPE), which is checked once per layer;
+- channel masks: hooks multiplying a layer's output by a 0/1 vector along its channel axis;
+- ``differentiable``: the same hooks on tensors that keep their graph.
+
+With ``frame_samples`` set, each clip is cut into frames (every ``hop_samples``, padded by half a frame on
+both sides, as CREPE does), each frame an item of the batch and a patch of the stored layer; otherwise the
+whole clip is one item. A layer's output is stored over the axes patch, time, freq, channel: ``layouts``
+says which of its axes after the batch are channel (c), time (t) and freq (f), in the module's order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audioprobe.models.base import CUT_TOLERANCE, RELU_GRADIENTS, SCORES, ModelAdapter, check_layout
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".pt", ".pth")
+DEFAULT_LAYOUTS = {1: "c", 2: "ct", 3: "cft"}  # by the number of axes after the batch: Linear, Conv1d, Conv2d
+
+
+# --- what the registry reads without torch --------------------------------------------------------------------
+
+def layer_paths(model_config: dict) -> dict[str, str]:
+    """layer name -> submodule path: ``layers`` is a list of submodule paths or a {name: path} mapping."""
+    layers = model_config["layers"]
+    return dict(layers) if isinstance(layers, dict) else {path: path for path in layers}
+
+
+def layer_names(model_config: dict) -> list[str]:
+    return list(layer_paths(model_config))
+
+
+def min_samples(model_config: dict) -> int:
+    return int(model_config.get("min_samples") or model_config.get("frame_samples") or 1)
+
+
+# --- framing -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Framing:
+    """Clips cut into frames of ``frame_samples`` every ``hop_samples``, centred (padded by half a frame on
+    both sides), each frame optionally normalised to zero mean and unit standard deviation (CREPE)."""
+    frame_samples: int
+    hop_samples: int
+    normalise: bool = False
+
+    def patches(self, clip_samples: int) -> int:
+        return 1 + clip_samples // self.hop_samples
+
+    def frames(self, waveforms):
+        """[clips, samples] tensor -> [clips * patches, frame_samples] tensor."""
+        import torch.nn.functional as F
+
+        half = self.frame_samples // 2
+        padded = F.pad(waveforms, (half, half))
+        frames = padded.unfold(1, self.frame_samples, self.hop_samples)[:, :self.patches(waveforms.shape[1])]
+        frames = frames.reshape(-1, self.frame_samples)
+        if self.normalise:
+            frames = frames - frames.mean(dim=1, keepdim=True)
+            frames = frames / frames.std(dim=1, keepdim=True).clamp(min=1e-10)
+        return frames
+
+
+# --- layouts -------------------------------------------------------------------------------------------------
+
+def to_canonical(tensor, layout: str, clips: int):
+    """[clips * patches, *axes in ``layout`` order] -> [clips, patches, time, freq, channel] (sizes 1 where
+    the layout has no such axis)."""
+    present = [axis for axis in "tfc" if axis in layout]
+    moved = tensor.permute(0, *[1 + layout.index(axis) for axis in present])
+    sizes = {axis: moved.shape[1 + i] for i, axis in enumerate(present)}
+    return moved.reshape(clips, -1, sizes.get("t", 1), sizes.get("f", 1), sizes["c"])
+
+
+def from_canonical(tensor, layout: str):
+    """The inverse of :func:`to_canonical`: [clips, patches, time, freq, channel] -> [items, *layout axes]."""
+    present = [axis for axis in "tfc" if axis in layout]
+    sizes = dict(zip("tfc", tensor.shape[2:]))
+    items = tensor.reshape(-1, *[sizes[axis] for axis in present])
+    return items.permute(0, *[1 + present.index(axis) for axis in layout])
+
+
+# --- the adapter ---------------------------------------------------------------------------------------------
+
+class TorchAdapter(ModelAdapter):
+    """Any ``torch.nn.Module`` through hooks (see the module's docstring)."""
+
+    def __init__(self, module, *, name: str, sample_rate: int, layers: dict[str, str], layouts: dict[str, str],
+                 head: str, scores: str = "softmax", framing: Framing | None = None, min_samples: int = 1,
+                 weights_sha256: str = "", threads: int | None = None, config_key: str | None = None):
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.module = module.eval()  # batch norm and dropout in inference mode
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.name, self.sample_rate, self.framing = name, int(sample_rate), framing
+        self.min_samples = max(int(min_samples), framing.frame_samples if framing else 1)
+        self.weights_sha256 = weights_sha256
+        self._key = config_key or f"models.{name}"
+        submodules = dict(module.named_modules())
+        for layer, path in {**layers, "head": head}.items():
+            if path not in submodules:
+                raise ValueError(f"{self._key}: the module has no submodule {path!r} (for {layer!r}); its "
+                                 f"submodules are {', '.join(p for p in submodules if p)}")
+        if scores not in SCORES:
+            raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
+        self._paths, self._layouts, self._scores = dict(layers), dict(layouts), scores
+        self._submodules, self._head = submodules, submodules[head]
+        self._checked_cuts: set[str] = set()
+
+    # --- interface -------------------------------------------------------------------------------------------
+    def layers(self) -> list[str]:
+        return list(self._paths)
+
+    def layer_axes(self, layer: str) -> tuple[str, ...]:
+        self.check_layers([layer])
+        return ("patch", "time", "freq", "channel")
+
+    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        self.check_layers([layer])
+        probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
+        return tuple(self.activations(probe, [layer])[layer].shape[1:])
+
+    def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
+        layers = self.check_layers(layers)
+        with self.torch.no_grad():
+            waveforms = self._tensor(waveforms)
+            captured = self._run(self._items(waveforms), len(waveforms), layers)
+        return {layer: captured[layer].numpy() for layer in layers}
+
+    def forward_from(self, layer: str, activations: np.ndarray,
+                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The outputs with ``layer``'s output replaced by ``activations`` [clips, patches, time, freq,
+        channel] and the channels ``channel_masks`` zero switched off in ``layer`` and later layers."""
+        self.check_layers([layer])
+        masks = self._checked_masks(layer, channel_masks or {})
+        acts = self.torch.as_tensor(np.asarray(activations, dtype=np.float32))
+        self._check_cut(layer, acts[:1])
+        with self.torch.no_grad():
+            outputs = self._continue(layer, acts, masks, self._placeholder(acts.shape[0] * acts.shape[1]))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def differentiable(self, layers: list[str], relu_gradient: str = "true"):
+        """waveforms [clips, samples] (torch tensor) -> {layer: [clips, patches, time, freq, channel]} with
+        their graph. With ``relu_gradient="fake"`` a layer that is an ``nn.ReLU`` passes gradients through
+        unchanged (FakeReLU); other layers keep their true gradients."""
+        layers = self.check_layers(layers)
+        if relu_gradient not in RELU_GRADIENTS:
+            raise ValueError(f"relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, not {relu_gradient!r}")
+
+        def forward(waveforms):
+            return self._run(self._items(waveforms), waveforms.shape[0], layers, fake_relu=relu_gradient == "fake")
+
+        return forward
+
+    # --- hooks -----------------------------------------------------------------------------------------------
+    def _run(self, items, clips: int, layers: list[str], fake_relu: bool = False, replace: dict | None = None):
+        """One forward pass over ``items`` (``clips`` clips' frames) with hooks: capture ``layers``
+        (canonical), replace outputs (``replace``: {layer: function of the output}) and record the head's input
+        (``_embedding``) and output (``_logits``)."""
+        captured, handles = {}, []
+
+        def capture(layer):
+            def hook(submodule, inputs, output):
+                if fake_relu and isinstance(submodule, self.torch.nn.ReLU):
+                    output = inputs[0] + (output - inputs[0]).detach()
+                if replace and layer in replace:
+                    output = replace[layer](output)
+                if layer in layers:
+                    captured[layer] = to_canonical(output, self._layout(layer, output), clips)
+                return output
+            return hook
+
+        def head_hook(submodule, inputs, output):
+            captured["_embedding"], captured["_logits"] = inputs[0], output
+
+        try:
+            for layer in set(layers) | set(replace or {}):
+                handles.append(self._submodules[self._paths[layer]].register_forward_hook(capture(layer)))
+            handles.append(self._head.register_forward_hook(head_hook))
+            self.module(items)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured
+
+    def _continue(self, layer: str, acts, masks: dict, placeholder) -> dict:
+        def replace_with(output):
+            # the layout comes from the output's rank; its sizes may differ (a placeholder shorter than the clip)
+            substitute = from_canonical(acts, self._layout(layer, output))
+            return self._masked(layer, substitute, masks)
+
+        replace = {name: (lambda out, name=name: self._masked(name, out, masks)) for name in masks}
+        replace[layer] = replace_with
+        clips = acts.shape[0]
+        captured = self._run(placeholder, clips, [], replace=replace)
+        embedding = captured["_embedding"].reshape(clips, acts.shape[1], -1)
+        logits = captured["_logits"].reshape(clips, acts.shape[1], -1)
+        scores = self.torch.sigmoid(logits) if self._scores == "sigmoid" else self.torch.softmax(logits, dim=-1)
+        return {"embedding": embedding, "logits": logits, "scores": scores}
+
+    def _check_cut(self, layer: str, acts) -> None:
+        """Once per layer: the outputs must not depend on the input except through ``layer`` (a skip connection
+        around it would carry the placeholder's activations), so two different placeholders must agree."""
+        if layer in self._checked_cuts:
+            return
+        items = acts.shape[0] * acts.shape[1]
+        generator = self.torch.Generator().manual_seed(0)
+        with self.torch.no_grad():
+            try:
+                quiet = self._continue(layer, acts, {}, self._placeholder(items))["logits"]
+                noisy = self._continue(layer, acts, {}, self._placeholder(items, generator))["logits"]
+            except RuntimeError as err:
+                raise ValueError(self._not_a_cut(layer, f"the forward failed: {err}")) from err
+        difference = float((quiet - noisy).abs().max())
+        if difference > CUT_TOLERANCE * max(1.0, float(quiet.abs().max())):
+            raise ValueError(self._not_a_cut(layer, f"two placeholder inputs changed the logits by {difference:.3g}"))
+        self._checked_cuts.add(layer)
+
+    def _not_a_cut(self, layer: str, why: str) -> str:
+        return (f"{self._key}: the network cannot be continued from {layer!r} ({why}): something after it reads "
+                "the input by another path (a skip connection around it). Continue from a layer at a block "
+                "boundary, one that every path from the input passes through.")
+
+    def _masked(self, layer: str, output, masks: dict):
+        if layer not in masks:
+            return output
+        axis = 1 + self._layout(layer, output).index("c")
+        shape = [1] * output.dim()
+        shape[axis] = -1
+        return output * masks[layer].reshape(shape)
+
+    def _checked_masks(self, layer: str, channel_masks: dict) -> dict:
+        self.check_layers(list(channel_masks))
+        order = self.layers()
+        early = [name for name in channel_masks if order.index(name) < order.index(layer)]
+        if early:
+            raise ValueError(f"cannot mask {early[0]} when continuing from the later layer {layer}")
+        return {name: self.torch.as_tensor(np.asarray(mask, dtype=np.float32)) for name, mask in channel_masks.items()}
+
+    # --- inputs ----------------------------------------------------------------------------------------------
+    def _tensor(self, waveforms: np.ndarray):
+        waveforms = np.asarray(waveforms, dtype=np.float32)
+        if waveforms.shape[1] < self.min_samples:
+            waveforms = np.pad(waveforms, ((0, 0), (0, self.min_samples - waveforms.shape[1])))
+        return self.torch.as_tensor(waveforms)
+
+    def _items(self, waveforms):
+        """[clips, samples] tensor -> the module's input items (a clip's frames, or the clip)."""
+        if waveforms.shape[1] < self.min_samples:
+            waveforms = self.torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
+        return self.framing.frames(waveforms) if self.framing else waveforms
+
+    def _placeholder(self, items: int, generator=None):
+        """Module inputs standing in for the audio before the replaced layer."""
+        samples = self.framing.frame_samples if self.framing else self.min_samples
+        if generator is None:
+            return self.torch.zeros(items, samples)
+        return self.torch.randn(items, samples, generator=generator)
+
+    def _layout(self, layer: str, output) -> str:
+        layout = self._layouts.get(layer) or self._default_layout(output)
+        return check_layout(layout, output.dim() - 1, f"{self._key}.layouts.{layer}", DEFAULT_LAYOUTS)
+
+    def _default_layout(self, output) -> str:
+        ndim = output.dim() - 1
+        if ndim not in DEFAULT_LAYOUTS:
+            raise ValueError(f"{self._key}.layouts: give the layout of an output with {ndim} axes after the batch")
+        return DEFAULT_LAYOUTS[ndim]
+
+
+# --- building from the config --------------------------------------------------------------------------------
+
+def import_class(target: str, config_key: str):
+    """``package.module:Class`` (importable) or ``path/to/file.py:Class``."""
+    where, _, attribute = target.rpartition(":")
+    if not where or not attribute:
+        raise ValueError(f"{config_key}: {target!r} is not 'package.module:Class' or 'path/to/file.py:Class'")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ValueError(f"{config_key}: {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"audioprobe_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as err:
+            raise ValueError(f"{config_key}: cannot import {where} ({err}); install it in the rule's env or give "
+                             "a file path, 'path/to/file.py:Class'") from err
+    if not hasattr(module, attribute):
+        raise ValueError(f"{config_key}: {where} has no {attribute!r}")
+    return getattr(module, attribute)
+
+
+def load_state_dict(module, path, config_key: str) -> str:
+    """Load a state dict saved with ``torch.save(module.state_dict(), path)`` (``weights_only=True``: no code
+    runs) into ``module``, naming any missing or unexpected key; returns the file's sha256."""
+    import torch
+
+    from audioprobe.io.download import sha256_of
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{config_key}: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a file that is not a state dict
+        raise ValueError(f"{config_key}: {path} is not a state dict torch can load with weights_only=True "
+                         f"({err}); save it with torch.save(module.state_dict(), path)") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{config_key}: {path} holds a {type(state).__name__}, not a state dict; save it with "
+                         "torch.save(module.state_dict(), path)")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped parameters, all listed by torch
+        raise ValueError(f"{config_key}: {path} does not fit the module: {err}") from err
+    return sha256_of(path)
+
+
+def framing_of(model_config: dict) -> Framing | None:
+    if not model_config.get("frame_samples"):
+        return None
+    return Framing(int(model_config["frame_samples"]), int(model_config.get("hop_samples") or
+                                                            model_config["frame_samples"]),
+                   bool(model_config.get("normalise_frames", False)))
+
+
+def build(name: str, model_config: dict, weights, threads: int | None = None) -> TorchAdapter:
+    cls = import_class(model_config["module"], f"models.{name}.module")
+    module = cls(**(model_config.get("arguments") or {}))
+    sha256 = load_state_dict(module, weights, f"models.{name}.weights")
+    paths = layer_paths(model_config)
+    return TorchAdapter(module, name=name, sample_rate=model_config["sample_rate"], layers=paths,
+                        layouts=model_config.get("layouts") or {}, head=model_config.get("head") or
+                        list(paths.values())[-1], scores=model_config.get("scores", "softmax"),
+                        framing=framing_of(model_config), min_samples=min_samples(model_config),
+                        weights_sha256=sha256, threads=threads)
