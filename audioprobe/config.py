@@ -89,8 +89,26 @@ def _fill(value, node: dict, root: dict) -> None:
                 _fill(value[key], extra, root)
 
 
+def layers_for(value, model: str):
+    """A layers setting for one model: "all", a list, or a {model: "all" or list} mapping (a model it does not
+    name gets "all"), so that one config can hold models whose layers have different names."""
+    if isinstance(value, dict):
+        return value.get(model, "all")
+    return value
+
+
 def check_references(config: dict, layer_names) -> None:
     """Every run names a configured model and dataset, and every requested layer exists."""
+    for name, entry in config["models"].items():
+        if entry["kind"] != "keyword":
+            continue
+        if entry["dataset"] not in config["datasets"]:
+            raise ConfigError(f"models.{name}.dataset: {entry['dataset']!r} is not under datasets "
+                              f"(configured: {', '.join(config['datasets'])})")
+        if entry["arch"] not in config["metamers"]["architectures"]:
+            raise ConfigError(f"models.{name}.arch: {entry['arch']!r} is not in metamers.architectures "
+                              f"({', '.join(config['metamers']['architectures'])}), so Study 2 does not train it: "
+                              "add it there")
     for index, run in enumerate(config["activations"]["runs"]):
         for section in ("model", "dataset"):
             name = run[section]
@@ -98,7 +116,7 @@ def check_references(config: dict, layer_names) -> None:
                 known = ", ".join(config[section + "s"]) or "none"
                 raise ConfigError(f"activations.runs[{index}].{section}: {name!r} is not under {section}s "
                                   f"(configured: {known})")
-        layers = config["activations"]["layers"]
+        layers = layers_for(config["activations"]["layers"], run["model"])
         if layers != "all":
             known = layer_names(config["models"][run["model"]])
             unknown = [layer for layer in layers if layer not in known]
@@ -124,8 +142,9 @@ def flow_layer(config: dict, model: str, layer_names) -> str | None:
     if layer == "best":
         return None
     known = layer_names(config["models"][model])
-    if config["activations"]["layers"] != "all":
-        known = [name for name in known if name in config["activations"]["layers"]]
+    extracted = layers_for(config["activations"]["layers"], model)
+    if extracted != "all":
+        known = [name for name in known if name in extracted]
     if isinstance(layer, int):
         if not 1 <= layer <= len(known):
             raise ConfigError(f"latent.flow.layer: {layer} is out of range; model {model!r} has layers 1 to "
@@ -147,13 +166,18 @@ def check_dissect(config: dict, layer_names) -> None:
             raise ConfigError(f"dissect.runs[{index}]: {run['model']} on {run['dataset']} is not in "
                               "activations.runs; add it there so its activations are extracted")
         cached = layer_names(config["models"][run["model"]])
-        if config["activations"]["layers"] != "all":
-            cached = [name for name in cached if name in config["activations"]["layers"]]
-        wanted = dissect["layers"]
+        extracted_layers = layers_for(config["activations"]["layers"], run["model"])
+        if extracted_layers != "all":
+            cached = [name for name in cached if name in extracted_layers]
+        wanted = layers_for(dissect["layers"], run["model"])
         missing = [layer for layer in (cached if wanted == "all" else wanted) if layer not in cached]
         if missing:
             raise ConfigError(f"dissect.layers: {missing[0]!r} has no cached activations for {run['model']!r}; "
                               f"cached layers are {', '.join(cached)}")
+        if "head" in (cached if wanted == "all" else wanted):
+            raise ConfigError(f"dissect.layers: {run['model']!r} has a layer named 'head', the name of the trained "
+                              "head's files: list the layers to dissect without it (or name the layer otherwise "
+                              "in the model's entry)")
         if wanted != "all" and [layer for layer in cached if layer in wanted] != list(wanted):
             raise ConfigError("dissect.layers: list the layers in the network's order, input side first")
     captions = dissect.get("captions", {})
@@ -175,7 +199,8 @@ def check_storage(config: dict, layer_names) -> None:
     for run in activations["runs"]:
         known = layer_names(config["models"][run["model"]])
         extracted[run["model"]] = [name for name in known
-                                   if activations["layers"] == "all" or name in activations["layers"]]
+                                   if layers_for(activations["layers"], run["model"]) == "all"
+                                   or name in layers_for(activations["layers"], run["model"])]
     for layer, how in activations.get("store", {}).items():
         if how == "full":
             continue
@@ -245,9 +270,10 @@ def _needs_full(config: dict, layer: str, extracted: dict) -> list[tuple[str, st
     problems = []
     dissect = config.get("dissect", {})
     for index, run in enumerate(dissect.get("runs", [])):
-        layers = extracted.get(run["model"], []) if dissect["layers"] == "all" else dissect["layers"]
+        wanted = layers_for(dissect["layers"], run["model"])
+        layers = extracted.get(run["model"], []) if wanted == "all" else wanted
         if layer in layers:
-            listed = "all" if dissect["layers"] == "all" else "lists it"
+            listed = "all" if wanted == "all" else "lists it"
             problems.append((f"Study 3 continues the network from it (dissect.layers: {listed}, for "
                              f"dissect.runs[{index}])", "list dissect.layers without it"))
     latent = config.get("latent", {})

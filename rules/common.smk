@@ -112,9 +112,14 @@ def model_weights(name):
     return model_spec(name).weights_file(name, entry) or entry.get("weights")
 
 
+def model_entry(name):
+    """A model's entry with the keys its family inherits from the rest of the config (registry: inherits)."""
+    return registry.completed(config["models"][name], config)
+
+
 def network_config(name):
     """A model's entry without the keys that do not change its outputs (class names, download URLs)."""
-    return registry.network_config(config["models"][name])
+    return registry.network_config(model_entry(name))
 
 
 def model_env(wildcards):
@@ -182,7 +187,7 @@ check_model_weights()
 
 
 def run_layers(model):
-    layers = config["activations"]["layers"]
+    layers = apconfig.layers_for(config["activations"]["layers"], model)
     return layer_names(config["models"][model]) if layers == "all" else list(layers)
 
 
@@ -447,6 +452,13 @@ def metamer_network_settings(wildcards):
     }
 
 
+def metamer_env(wildcards):
+    """The keyword networks' jobs run in the TensorFlow env; a pretrained model's in its framework's."""
+    if wildcards.net in keyword_architectures():
+        return "../envs/tensorflow.yaml"
+    return model_env_file(wildcards.net)
+
+
 def metamer_validations(wildcards):
     return [f"results/metamers/{wildcards.dataset}/{net}/validation.csv" for net in metamer_networks()]
 
@@ -493,8 +505,13 @@ def dissect_runs():
 
 
 def dissect_layers(model):
-    layers = config["dissect"]["layers"]
+    layers = apconfig.layers_for(config["dissect"]["layers"], model)
     return run_layers(model) if layers == "all" else list(layers)
+
+
+def dissected_layers():
+    """Every layer some Study 3 run dissects (never "head", the name of the trained head's files)."""
+    return sorted({layer for model, _ in dissect_runs() for layer in dissect_layers(model)})
 
 
 def dissect_layers_of(wildcards):

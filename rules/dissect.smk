@@ -35,6 +35,8 @@ rule dissect_split:
 
 
 rule dissect_neurons:
+    wildcard_constraints:
+        layer=one_of(dissected_layers()),
     input:
         layer="results/activations/{model}/{dataset}/{layer}.h5",
         split=f"{DISSECT}/split.csv",

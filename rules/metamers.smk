@@ -138,7 +138,7 @@ rule synthesise_metamers:
     benchmark:
         "results/benchmarks/synthesise_metamers/{dataset}/{net}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        metamer_env
     threads: 2
     resources:
         mem_mb=6000,
@@ -183,7 +183,7 @@ rule validate_metamers:
     benchmark:
         "results/benchmarks/validate_metamers/{dataset}/{net}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        metamer_env
     threads: 2
     resources:
         mem_mb=4000,

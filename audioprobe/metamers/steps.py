@@ -145,6 +145,8 @@ class KeywordNetwork:
     """Front end + trained classifier: waveforms -> every metamer layer in one differentiable pass, its
     matched ReLUs read with their true gradient or through a FakeReLU (``relu_gradient``)."""
 
+    framework = "tensorflow"
+
     def __init__(self, settings: dict, weights_path, evaluation: dict, samples: int):
         from audioprobe.metamers import architectures, frontends
         from audioprobe.metamers import training as fit
@@ -173,8 +175,11 @@ class PretrainedNetwork:
     def __init__(self, settings: dict, threads: int):
         from audioprobe import models
 
-        self.model = models.load(settings["model"], {**settings["model_config"], "numerics": "float"},
-                                 settings["weights"], threads=threads)
+        model_config = dict(settings["model_config"])
+        if model_config["kind"] == "yamnet":
+            model_config["numerics"] = "float"  # differentiable
+        self.model = models.load(settings["model"], model_config, settings["weights"], threads=threads)
+        self.framework = self.model.framework
         self.layers = self.model.check_layers(settings["layers"])
         self._forward = {mode: self.model.differentiable(self.layers, relu_gradient=mode) for mode in RELU_GRADIENTS}
 
@@ -189,13 +194,28 @@ class PretrainedNetwork:
 
 def load_network(settings: dict, inputs, samples: int, threads: int):
     """The network a metamer rule works on, from its settings and the rule's inputs."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
     if settings["kind"] == "keyword":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
         evaluation = json.loads(open(inputs.evaluation).read())
         return KeywordNetwork(settings, inputs.weights, evaluation, samples)
     return PretrainedNetwork(settings, threads)
+
+
+def as_tensor(waves: np.ndarray, framework: str):
+    """A float32 waveform batch as a tensor of ``framework``."""
+    if framework == "torch":
+        import torch
+
+        return torch.as_tensor(np.ascontiguousarray(waves, dtype=np.float32))
+    import tensorflow as tf
+
+    return tf.constant(np.asarray(waves, dtype=np.float32))
+
+
+def as_array(value) -> np.ndarray:
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
 # --- synthesis and validation -----------------------------------------------------------------------------------
@@ -209,7 +229,8 @@ def synthesise_step(inputs, out_path, *, network: dict, synthesis_settings: dict
     waves = data["waveforms"][chosen["index"].to_numpy()]
     net = load_network(network, inputs, waves.shape[1], threads)
     log.info("%d target sounds x %d layers (%s) in one batch", len(chosen), len(net.layers), ", ".join(net.layers))
-    metamers, curve = synthesise(net.forward, waves, net.layers, Settings(**synthesis_settings), log=log)
+    metamers, curve = synthesise(net.forward, waves, net.layers, Settings(**synthesis_settings), log=log,
+                                 framework=net.framework)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:
         file.create_dataset("metamers", data=metamers, track_times=False)
         file.create_dataset("loss", data=curve, track_times=False)
@@ -230,13 +251,11 @@ def read_metamers(path) -> dict:
 
 
 def layer_activations(net, waves: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
     parts: dict[str, list] = {layer: [] for layer in net.layers}
     for start in range(0, len(waves), batch):
         chunk = np.nan_to_num(waves[start:start + batch])  # diverged metamers are flagged, not propagated
-        for layer, value in net.forward(tf.constant(chunk)).items():
-            parts[layer].append(np.asarray(value))
+        for layer, value in net.forward(as_tensor(chunk, net.framework)).items():
+            parts[layer].append(as_array(value))
     return {layer: np.concatenate(values) for layer, values in parts.items()}
 
 

@@ -243,7 +243,7 @@ def save_weights(model, path) -> Path:
 
 def saved_description(path) -> dict | None:
     """The ``audioprobe_classifier`` attribute of a weights file (None if it has none)."""
-    from audioprobe.io.store import open_h5
+    from audioprobe.io.h5safe import open_h5
 
     with open_h5(path) as handle:
         value = handle.attrs.get(_ATTRS)

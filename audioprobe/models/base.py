@@ -43,6 +43,8 @@ def check_layout(layout: str, ndim: int, key: str, defaults: dict[int, str]) -> 
 class ModelAdapter(ABC):
     #: short name used in paths and tables
     name: str
+    #: "tensorflow" or "torch": the tensors ``differentiable`` takes and returns
+    framework: str
     #: sample rate the network expects, in Hz
     sample_rate: int
     #: the shortest clip, in samples, that gives one full output frame (shorter clips are padded to it)

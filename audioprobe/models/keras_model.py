@@ -38,15 +38,19 @@ def canonical_permutation(layout: str) -> tuple[list[int], list[str]]:
 class KerasAdapter(ModelAdapter):
     """Any functional Keras model (see the module's docstring)."""
 
+    framework = "tensorflow"
+
     def __init__(self, model, *, name: str, sample_rate: int, layers: list[str], layouts: dict[str, str] | None = None,
                  head: str | None = None, scores: str = "softmax", frontend=None, min_samples: int = 1,
-                 weights_sha256: str = "", threads: int | None = None, config_key: str | None = None):
+                 input_samples: int | None = None, weights_sha256: str = "", threads: int | None = None,
+                 config_key: str | None = None):
         import tensorflow as tf
 
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        set_threads(threads)
         self.tf, self.model, self.name = tf, model, name
-        self.sample_rate, self.min_samples = int(sample_rate), int(min_samples)
+        self.sample_rate, self.min_samples = int(sample_rate), int(input_samples or min_samples)
+        #: a model whose input has a fixed length gets every clip zero-padded or cut to it
+        self.input_samples = int(input_samples) if input_samples else None
         self.weights_sha256 = weights_sha256
         self._key = config_key or f"models.{name}"
         known = [layer.name for layer in model.layers]
@@ -77,7 +81,7 @@ class KerasAdapter(ModelAdapter):
             outputs = {layer: self.model.get_layer(layer).output for layer in layers}
             self._compiled[key] = _submodel(self.model, outputs)
         out = self._compiled[key](self._inputs(self.tf.constant(self._padded(waveforms))), training=False)
-        return {layer: self._canonical(layer, np.asarray(out[layer])) for layer in layers}
+        return {layer: self._canonical(layer, np.asarray(out[layer]), len(waveforms)) for layer in layers}
 
     def forward_from(self, layer: str, activations: np.ndarray,
                      channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -97,7 +101,7 @@ class KerasAdapter(ModelAdapter):
         submodel = layer_model(self.model, layers, relu_gradient=relu_gradient)
 
         def forward(waveforms):
-            out = submodel(self._inputs(waveforms), training=False)
+            out = submodel(self._inputs(self._padded_tensor(waveforms)), training=False)
             return {layer: self._canonical_tensor(layer, out[layer], waveforms.shape[0]) for layer in layers}
 
         return forward
@@ -159,8 +163,19 @@ class KerasAdapter(ModelAdapter):
     # --- inputs and layouts ----------------------------------------------------------------------------------
     def _padded(self, waveforms: np.ndarray) -> np.ndarray:
         waveforms = np.asarray(waveforms, dtype=np.float32)
+        if self.input_samples and waveforms.shape[1] > self.input_samples:
+            return waveforms[:, :self.input_samples]
         short = self.min_samples - waveforms.shape[1]
         return np.pad(waveforms, ((0, 0), (0, short))) if short > 0 else waveforms
+
+    def _padded_tensor(self, waveforms):
+        """:meth:`_padded` on a tensor, keeping its graph."""
+        samples = int(waveforms.shape[1])
+        if self.input_samples and samples > self.input_samples:
+            return waveforms[:, :self.input_samples]
+        if samples < self.min_samples:
+            return self.tf.pad(waveforms, [[0, 0], [0, self.min_samples - samples]])
+        return waveforms
 
     def _inputs(self, waveforms):
         return self._frontend(waveforms) if self._frontend is not None else waveforms
@@ -181,12 +196,13 @@ class KerasAdapter(ModelAdapter):
                              "the batch")
         return check_layout(layout, ndim, f"{self._key}.layouts.{layer}", DEFAULT_LAYOUTS)
 
-    def _canonical(self, layer: str, value: np.ndarray, clips: int | None = None) -> np.ndarray:
+    def _canonical(self, layer: str, value: np.ndarray, clips: int) -> np.ndarray:
+        """[clips * patches, *layout axes] -> [clips, patches, time, freq, channel]."""
         layout = self._layout(layer, value.ndim - 1)
         permutation, present = canonical_permutation(layout)
         moved = np.transpose(value, permutation)
         sizes = dict(zip(present, moved.shape[1:]))
-        return moved.reshape(clips or len(value), -1, sizes.get("t", 1), sizes.get("f", 1), sizes["c"])
+        return moved.reshape(clips, -1, sizes.get("t", 1), sizes.get("f", 1), sizes["c"])
 
     def _canonical_tensor(self, layer: str, value, clips: int):
         layout = self._layout(layer, len(value.shape) - 1)
@@ -202,6 +218,20 @@ class KerasAdapter(ModelAdapter):
         sizes = dict(zip("tfc", acts.shape[2:]))
         items = acts.reshape(-1, *[sizes[axis] for axis in present])
         return np.transpose(items, [0, *[1 + present.index(axis) for axis in layout]])
+
+
+def set_threads(threads: int | None) -> None:
+    """TensorFlow's thread count, which it takes only before it first runs anything: builders call this before
+    they load a model (later calls change nothing)."""
+    import tensorflow as tf
+
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised: the first setting stands
+        pass
 
 
 def _submodel(model, outputs: dict):
@@ -224,6 +254,7 @@ def build(name: str, model_config: dict, weights, threads: int | None = None) ->
 
     from audioprobe.io.download import sha256_of
 
+    set_threads(threads)
     path = weights or model_config["file"]
     model = keras.saving.load_model(path, safe_mode=True)
     return KerasAdapter(model, name=name, sample_rate=model_config["sample_rate"], layers=layer_names(model_config),

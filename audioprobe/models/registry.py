@@ -18,6 +18,7 @@ from typing import Callable
 
 import audioprobe.models.crepe as crepe
 import audioprobe.models.keras_model as keras_model
+import audioprobe.models.keyword as keyword
 import audioprobe.models.torch_module as torch_module
 import audioprobe.models.yamnet as yamnet
 import audioprobe.models.weights as weights_checks
@@ -65,6 +66,9 @@ class ModelSpec:
     about: str = ""
     #: config keys that do not change the network's outputs (so changing them does not rerun extraction)
     display_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: entry keys the workflow fills from elsewhere in the config: key -> path of keys ("{key}" names one of
+    #: the entry's own keys), e.g. the keyword networks' front end from metamers.frontend
+    inherits: dict = field(default_factory=dict)
 
     @property
     def env_file(self) -> str:
@@ -148,7 +152,22 @@ KERAS_MODEL = ModelSpec(
     display_keys=("class_names",),
 )
 
-FAMILIES: dict[str, ModelSpec] = {spec.kind: spec for spec in (YAMNET, CREPE, TORCH_MODULE, KERAS_MODEL)}
+# --- the keyword networks Study 2 trains -------------------------------------------------------------------------
+
+KEYWORD = ModelSpec(
+    kind="keyword", framework="tensorflow", build="audioprobe.models.keyword:build",
+    layers=_fixed(list(keyword.LAYERS)),
+    sample_rate=_fixed(keyword.SAMPLE_RATE),
+    min_samples=lambda model_config: keyword.trained_samples(model_config) if "clip_seconds" in model_config else 1,
+    layer_shape=lambda model_config, layer, samples: None,
+    weights_file=keyword.weights_file,
+    weights_problem=lambda name, model_config: None,  # the file comes from rule train_keyword_model
+    class_names=keyword.class_names,
+    inherits=keyword.INHERITS,
+    about="a keyword network of Study 2 (its architecture and the dataset it was trained on), TensorFlow",
+)
+
+FAMILIES: dict[str, ModelSpec] = {spec.kind: spec for spec in (YAMNET, CREPE, TORCH_MODULE, KERAS_MODEL, KEYWORD)}
 KINDS = tuple(FAMILIES)
 
 
@@ -183,6 +202,17 @@ def network_config(model_config: dict) -> dict:
     """The model's entry without the keys that do not change its outputs (class names, download URLs)."""
     hidden = spec_of(model_config["kind"]).display_keys
     return {key: value for key, value in model_config.items() if key not in hidden}
+
+
+def completed(model_config: dict, config: dict) -> dict:
+    """The entry with the keys its family inherits from the rest of the config (:attr:`ModelSpec.inherits`)."""
+    entry = dict(model_config)
+    for key, path in spec_of(model_config["kind"]).inherits.items():
+        value = config
+        for part in path:
+            value = value[part.format(**model_config)]
+        entry[key] = value
+    return entry
 
 
 def build(name: str, model_config: dict, weights, threads: int | None = None):

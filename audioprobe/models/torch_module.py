@@ -102,6 +102,8 @@ def from_canonical(tensor, layout: str):
 class TorchAdapter(ModelAdapter):
     """Any ``torch.nn.Module`` through hooks (see the module's docstring)."""
 
+    framework = "torch"
+
     def __init__(self, module, *, name: str, sample_rate: int, layers: dict[str, str], layouts: dict[str, str],
                  head: str, scores: str = "softmax", framing: Framing | None = None, min_samples: int = 1,
                  weights_sha256: str = "", threads: int | None = None, config_key: str | None = None):

@@ -10,7 +10,7 @@ from pathlib import Path
 WEIGHT_FILE_SUFFIXES = (".tflite", ".h5", ".hdf5")
 ACCEPTED_WEIGHTS = ("an existing .tflite file (the TF Hub / Kaggle TFLite export), a Keras .h5 or .hdf5 weights "
                     "file, a SavedModel folder (one holding saved_model.pb), an http(s) TF Hub handle, or null "
-                    "to let rule download_yamnet fetch the TFLite export")
+                    "to let rule download_model_file fetch the TFLite export")
 
 
 class WeightsSettingError(ValueError):
@@ -41,7 +41,7 @@ def weights_problem(value, config_key: str) -> str | None:
         from audioprobe.nulls import null_hint
 
         problem = "does not exist" + ("" if path.is_absolute() else f" (relative to {os.getcwd()})")
-        problem += null_hint(value, "to let rule download_yamnet fetch the weights, set it to null in a "
+        problem += null_hint(value, "to let rule download_model_file fetch the weights, set it to null in a "
                                     "--configfile, or leave it out")
     return f"{config_key}: {value} {problem}. {config_key} takes {ACCEPTED_WEIGHTS}."
 

@@ -99,6 +99,7 @@ class Yamnet(ModelAdapter):
 
     sample_rate = SAMPLE_RATE
     min_samples = MIN_SAMPLES
+    framework = "tensorflow"
 
     def __init__(self, weights: YamnetWeights, name: str = "yamnet", threads: int | None = None,
                  numerics: str = "float"):

@@ -98,7 +98,7 @@ def _require_file(path: Path, config_key: str = "models.yamnet.weights") -> None
     if not path.is_file():
         raise MissingWeights(
             f"YAMNet weights not found at {path}. Run the workflow with network access once so the rule "
-            f"download_yamnet fetches them into resources/models/yamnet/, or set {config_key} in your "
+            f"download_model_file fetches them into resources/models/<name>/, or set {config_key} in your "
             "config to a local yamnet.tflite (TF Hub / Kaggle export), yamnet.h5 (Keras weights) or SavedModel "
             "folder.")
 

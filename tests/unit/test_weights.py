@@ -67,7 +67,7 @@ def test_a_null_read_as_text_from_the_command_line_says_so(tmp_path, monkeypatch
         models.check_weights_setting("yamnet", text)
     message = str(err.value)
     assert message.startswith(f"models.yamnet.weights: {text} does not exist (relative to {tmp_path}) (--config "
-                              f"reads a nested null as the string {text!r}: to let rule download_yamnet fetch the "
+                              f"reads a nested null as the string {text!r}: to let rule download_model_file fetch the "
                               "weights, set it to null in a --configfile, or leave it out).")
     with pytest.raises(models.WeightsSettingError) as err:
         models.check_weights_setting("yamnet", "nul")
