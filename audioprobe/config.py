@@ -174,6 +174,14 @@ def check_dissect(config: dict, layer_names) -> None:
         if missing:
             raise ConfigError(f"dissect.layers: {missing[0]!r} has no cached activations for {run['model']!r}; "
                               f"cached layers are {', '.join(cached)}")
+        from audioprobe.models.registry import continuable
+
+        cuts = continuable(config["models"][run["model"]])
+        blocked = [layer for layer in (cached if wanted == "all" else wanted) if cuts is not None and layer not in cuts]
+        if blocked:
+            raise ConfigError(f"dissect.layers: {run['model']!r} cannot be continued from {blocked[0]!r} (a skip "
+                              "connection reads around it), and pruning continues the network from each dissected "
+                              f"layer: choose among {', '.join(cuts)}")
         if "head" in (cached if wanted == "all" else wanted):
             raise ConfigError(f"dissect.layers: {run['model']!r} has a layer named 'head', the name of the trained "
                               "head's files: list the layers to dissect without it (or name the layer otherwise "
@@ -446,18 +454,34 @@ def check_metamers(config: dict, layer_names) -> None:
                           f"{', '.join(config['datasets']) or 'none'}); name one of them, or null to turn Study 2 "
                           f"off{null_hint(dataset)}")
     pretrained = metamers.get("pretrained", {})
-    model, layers = pretrained.get("model"), pretrained.get("layers")
-    if model is None or not layers:
-        return
-    if model not in config["models"]:
+    model = pretrained.get("model")
+    if model is not None and pretrained.get("layers") and model not in config["models"]:
         raise ConfigError(f"metamers.pretrained.model: {model!r} is not under models (configured: "
                           f"{', '.join(config['models']) or 'none'}); name one of them, or null to make no "
                           f"pretrained-model metamers{null_hint(model)}")
-    known = layer_names(config["models"][model])
-    unknown = [layer for layer in layers if layer not in known]
-    if unknown:
-        raise ConfigError(f"metamers.pretrained.layers: model {model!r} has no layer {unknown[0]!r}; its layers are "
-                          f"{', '.join(known)}")
+    for name in pretrained.get("models", {}):
+        if name not in config["models"]:
+            raise ConfigError(f"metamers.pretrained.models: {name!r} is not under models (configured: "
+                              f"{', '.join(config['models']) or 'none'})")
+    for name, layers in pretrained_metamers(config).items():
+        key = "metamers.pretrained.layers" if name == model else f"metamers.pretrained.models.{name}"
+        known = layer_names(config["models"][name])
+        unknown = [layer for layer in layers if layer not in known]
+        if unknown:
+            raise ConfigError(f"{key}: model {name!r} has no layer {unknown[0]!r}; its layers are {', '.join(known)}")
+
+
+def pretrained_metamers(config: dict) -> dict[str, list[str]]:
+    """{model: layers} of the pretrained models whose layers get metamers: metamers.pretrained.model with its
+    layers (unless null or empty), then each of metamers.pretrained.models."""
+    pretrained = config["metamers"].get("pretrained", {})
+    chosen = {}
+    if pretrained.get("model") and pretrained.get("layers"):
+        chosen[pretrained["model"]] = list(pretrained["layers"])
+    for name, layers in pretrained.get("models", {}).items():
+        if layers:
+            chosen[name] = list(layers)
+    return chosen
 
 
 # --- labels, once the manifest exists ---------------------------------------------------------------------

@@ -2,8 +2,10 @@
 # projected at extraction for the layers activations.store lists); then pooled vectors per clip and a summary
 # table.
 
-# One extraction rule per model, since each model has its own list of layer files.
+# One extraction rule per model, since each model has its own list of layer files. A profile configures them
+# all under the name extract_activations.
 for model_name in sorted({model for model, _ in runs()}):
+    inherit_profile_settings("extract_activations", f"extract_activations_{model_name}")
 
     rule:
         name:

@@ -186,6 +186,18 @@ def check_model_weights():
 check_model_weights()
 
 
+def inherit_profile_settings(family, rule_name):
+    """A profile's set-resources and groups for ``family`` (e.g. extract_activations) apply to ``rule_name``
+    (extract_activations_<model>), unless the profile names that rule itself: one profile line serves every
+    model. The parsed set-resources are snakemake's own (9.27; pinned in pyproject.toml)."""
+    groups = workflow.group_settings.overwrite_groups
+    if family in groups:
+        groups.setdefault(rule_name, groups[family])
+    resources = workflow.resource_settings._parsed_overwrite_resources
+    if family in resources:
+        resources.setdefault(rule_name, resources[family])
+
+
 def run_layers(model):
     layers = apconfig.layers_for(config["activations"]["layers"], model)
     return layer_names(config["models"][model]) if layers == "all" else list(layers)
@@ -330,7 +342,8 @@ def flow_layer_of(wildcards):
         return fixed
     from audioprobe.latent.steps import best_layer
 
-    return best_layer(checkpoints.decode_layers.get(**wildcards).output.summary)
+    continuable = registry.continuable(config["models"][wildcards.model])
+    return best_layer(checkpoints.decode_layers.get(**wildcards).output.summary, continuable)
 
 
 def flow_layer_file(kind):
@@ -394,14 +407,13 @@ def keyword_architectures():
     return list(config["metamers"]["architectures"])
 
 
-def pretrained_metamer_model():
-    """The pretrained model whose layers get metamers too, or None."""
-    settings = config["metamers"]["pretrained"]
-    return settings["model"] if settings["model"] and settings["layers"] else None
+def pretrained_metamer_layers():
+    """{model: layers} of the pretrained models whose layers get metamers too (apconfig.pretrained_metamers)."""
+    return apconfig.pretrained_metamers(config)
 
 
 def metamer_networks():
-    return keyword_architectures() + ([pretrained_metamer_model()] if pretrained_metamer_model() else [])
+    return keyword_architectures() + list(pretrained_metamer_layers())
 
 
 def metamer_networks_of(wildcards):
@@ -448,7 +460,7 @@ def metamer_network_settings(wildcards):
         "model": wildcards.net,
         "model_config": network_config(wildcards.net),
         "weights": model_weights(wildcards.net),
-        "layers": config["metamers"]["pretrained"]["layers"],
+        "layers": pretrained_metamer_layers()[wildcards.net],
     }
 
 
@@ -581,6 +593,14 @@ def tagger_inputs(wildcards):
         return {}
     tagger = captions["tagger"]
     return {"weights": weights_input(tagger), "class_map": class_map_path(tagger)}
+
+
+def tagger_env(wildcards):
+    """The tags captioner runs its tagger model, in that model's framework's env."""
+    captions = config["dissect"]["captions"]
+    if captions["backend"] == "tags":
+        return model_env_file(captions["tagger"])
+    return "../envs/tensorflow.yaml"
 
 
 def caption_settings(wildcards):

@@ -106,7 +106,7 @@ rule caption_clips:
     benchmark:
         "results/benchmarks/caption_clips/{model}/{dataset}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        tagger_env
     threads: 2
     resources:
         mem_mb=4000,

@@ -121,8 +121,13 @@ def write_neurons(out_path, values, ids, labels, *, layer: str, settings: dict, 
 
 def embedding_of(model, layer: str, activations, channel_masks=None, batch: int = 64) -> np.ndarray:
     """The network's embedding (mean over patches) continued from ``layer``'s activations."""
-    out = [model.forward_from(layer, activations[i:i + batch], channel_masks)["embedding"].mean(axis=1)
-           for i in range(0, len(activations), batch)]
+    out = []
+    for i in range(0, len(activations), batch):
+        outputs = model.forward_from(layer, activations[i:i + batch], channel_masks)
+        if "embedding" not in outputs:
+            raise ValueError(f"model {model.name!r}: {layer} is the layer whose input is the embedding (its head), so "
+                             "continuing from it gives no embedding: dissect layers before it (dissect.layers)")
+        out.append(outputs["embedding"].mean(axis=1))
     return np.concatenate(out).astype(np.float64)
 
 

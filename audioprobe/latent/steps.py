@@ -289,10 +289,14 @@ def decode_all_layers(projections: dict[str, str], folds_path, factors, settings
                  factor, best, row["mean_accuracy"], row["null_mean"], row["null_p95"], row["p_permutation"])
 
 
-def best_layer(summary_path) -> str:
-    """The layer with the highest decoding accuracy averaged over factors (first one on ties)."""
+def best_layer(summary_path, candidates=None) -> str:
+    """The layer with the highest decoding accuracy averaged over factors (first one on ties), among
+    ``candidates`` when given (the layers the network can be continued from, which the transfer needs)."""
     summary = read_csv(summary_path)
-    order = list(dict.fromkeys(summary["layer"]))
+    order = [layer for layer in dict.fromkeys(summary["layer"]) if candidates is None or layer in candidates]
+    if not order:
+        raise ValueError(f"{summary_path}: none of the decoded layers is one the network can be continued from "
+                         f"({', '.join(candidates)}): extract one of those, or set latent.flow.layer")
     means = summary.groupby("layer")["mean_accuracy"].mean().reindex(order)
     return str(means.idxmax())
 
@@ -503,6 +507,7 @@ def transfer_continue_step(edited_path, out_path, *, model_name: str, model_conf
         layer = edited.attrs["layer"]
         for key, value in edited.attrs.items():
             out.attrs[key] = value
+        out.attrs["scores"] = network.scores  # how the network turns these logits into probabilities
         for factor in edited:
             group = out.create_group(factor)
             for key, value in edited[factor].attrs.items():
@@ -539,7 +544,7 @@ def transfer_statistics_step(outputs_path, outputs, *, settings: dict) -> None:
                                  "transfer_continue")
             logits = {name: file[factor][name][()] for name in transfer.CONDITIONS + transfer.REFERENCES}
             group_m = np.asarray(file[factor]["group_m"][()]).astype(str)
-            table = transfer.distances(logits, settings["distance_space"])
+            table = transfer.distances(logits, settings["distance_space"], str(file.attrs.get("scores", "sigmoid")))
             tables.append(table.assign(factor=factor, group_m=group_m[table["pair"].to_numpy()]))
             matched[factor] = {key: int(file[factor].attrs.get(key, -1)) for key in ("p_other_fixed", "q_other_fixed")}
     distances = pd.concat(tables, ignore_index=True)

@@ -121,19 +121,28 @@ def edited_latents(latents: np.ndarray, partners: pd.DataFrame, dim: int) -> dic
     return {"M": latents[m].copy(), "M->P": to_p, "M->Q": to_q, "P": latents[p].copy(), "Q": latents[q].copy()}
 
 
-def output_vectors(logits: np.ndarray, space: str) -> np.ndarray:
-    """Clip-level output vectors: per-patch logits averaged over patches, in the chosen space."""
+SCORES = ("sigmoid", "softmax")
+
+
+def output_vectors(logits: np.ndarray, space: str, scores: str = "sigmoid") -> np.ndarray:
+    """Clip-level output vectors: per-patch logits averaged over patches, in the chosen space; log-probabilities
+    are the model's own (``scores``: independent sigmoids, as YAMNet and CREPE, or one softmax)."""
     if space not in SPACES:
         raise ValueError(f"transfer.distance_space must be one of {', '.join(SPACES)}, not {space!r}")
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {', '.join(SCORES)}, not {scores!r}")
     mean_logits = np.asarray(logits, np.float64).reshape(logits.shape[0], -1, logits.shape[-1]).mean(axis=1)
     if space == "logits":
         return mean_logits
+    if scores == "softmax":
+        shifted = mean_logits - mean_logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return -np.logaddexp(0.0, -mean_logits)  # log(sigmoid(x)), computed stably
 
 
-def distances(outputs: dict[str, np.ndarray], space: str) -> pd.DataFrame:
+def distances(outputs: dict[str, np.ndarray], space: str, scores: str = "sigmoid") -> pd.DataFrame:
     """Euclidean distance of each condition to each reference, one row per clip x reference x condition."""
-    vectors = {name: output_vectors(values, space) for name, values in outputs.items()}
+    vectors = {name: output_vectors(values, space, scores) for name, values in outputs.items()}
     rows = []
     for reference in REFERENCES:
         for condition in CONDITIONS:

@@ -51,6 +51,8 @@ class ModelAdapter(ABC):
     min_samples: int = 1
     #: checksum of the weights file, recorded in every artifact made from this model
     weights_sha256: str = ""
+    #: how the network's logits become its output scores: "sigmoid" (independent classes) or "softmax"
+    scores: str = "sigmoid"
 
     @abstractmethod
     def layers(self) -> list[str]:
@@ -74,7 +76,8 @@ class ModelAdapter(ABC):
     def forward_from(self, layer: str, activations: np.ndarray,
                      channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Continue the network from ``layer``'s activations [clips, *layer_shape] to its outputs
-        (including ``embedding``, the input of a classifier head), with the channels (last axis) that
+        (including ``embedding``, the input of the classifier head, unless ``layer`` is that head), with the
+        channels (last axis) that
         ``channel_masks`` ({layer: 0/1 vector}) zero switched off in ``layer`` and later layers."""
 
     @abstractmethod

@@ -60,19 +60,25 @@ class KerasAdapter(ModelAdapter):
         if scores not in SCORES:
             raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
         self._layers, self._layouts, self._scores = list(layers), dict(layouts or {}), scores
+        self.scores = scores
         self._head = head or layers[-1]
         self._frontend = frontend
         self._compiled: dict = {}
         self._checked_cuts: set[str] = set()
+        self._shapes: dict[int, dict[str, tuple[int, ...]]] = {}
 
     # --- interface -------------------------------------------------------------------------------------------
     def layers(self) -> list[str]:
         return list(self._layers)
 
     def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        """From one probe pass of a silent clip over every layer, kept per clip length."""
         self.check_layers([layer])
-        probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
-        return tuple(self.activations(probe, [layer])[layer].shape[1:])
+        if clip_samples not in self._shapes:
+            probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
+            self._shapes[clip_samples] = {name: tuple(value.shape[1:])
+                                          for name, value in self.activations(probe, self.layers()).items()}
+        return self._shapes[clip_samples][layer]
 
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
@@ -128,10 +134,12 @@ class KerasAdapter(ModelAdapter):
             return call
 
         self.model._run_through_graph(placeholder, operation_fn=operation_fn)
-        embedding = tf.reshape(captured["embedding"], (clips, patches, -1)).numpy()
         logits = tf.reshape(captured["logits"], (clips, patches, -1))
         scores = tf.sigmoid(logits) if self._scores == "sigmoid" else tf.nn.softmax(logits, axis=-1)
-        return {"embedding": embedding, "logits": logits.numpy(), "scores": scores.numpy()}
+        outputs = {"logits": logits.numpy(), "scores": scores.numpy()}
+        if layer != self._head:  # continued from the head itself, its input (the embedding) is not known
+            outputs["embedding"] = tf.reshape(captured["embedding"], (clips, patches, -1)).numpy()
+        return outputs
 
     def _check_cut(self, layer: str, acts: np.ndarray) -> None:
         if layer in self._checked_cuts:

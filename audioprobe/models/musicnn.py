@@ -75,6 +75,7 @@ FRONTEND_CHANNELS = len(TIMBRAL) * TIMBRAL_FILTERS + len(TEMPORAL) * TEMPORAL_FI
 MIDEND_FILTERS = 64
 MIDEND_KERNEL = 7
 MIDEND_CHANNELS = FRONTEND_CHANNELS + 3 * MIDEND_FILTERS  # 753, the concatenation the back end pools
+MIDEND_LAYERS = ("cnn1", "cnn2", "cnn3")  # the back end reads them again through a concatenation: not cuts
 BACKEND_UNITS = 200
 # --- the vgg architecture (vgg with 128 filters) --------------------------------------------------------
 VGG_FILTERS = 128
@@ -94,18 +95,18 @@ ABOUT = ("musicnn (Pons and Serra 2019), TensorFlow from musicnn 0.1.0's TF1 che
          "MSD_musicnn, MTT_vgg, MSD_vgg): a musically motivated CNN or a VGG on 3-s log-mel patches, 50 "
          "MagnaTagATune or Million Song Dataset tags")
 
-MTT_TAGS = ('guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
-            'ambient', 'beat', 'violin', 'vocal', 'synth', 'female', 'indian', 'opera', 'male', 'singing',
-            'vocals', 'no vocals', 'harpsichord', 'loud', 'quiet', 'flute', 'woman', 'male vocal', 'no vocal',
-            'pop', 'soft', 'sitar', 'solo', 'man', 'classic', 'choir', 'voice', 'new age', 'dance',
-            'male voice', 'female vocal', 'beats', 'harp', 'cello', 'no voice', 'weird', 'country', 'metal',
-            'female voice', 'choral')
-MSD_TAGS = ('rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance', '00s',
-            'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout', 'male vocalists', 'classic rock',
-            'soul', 'indie rock', 'Mellow', 'electronica', '80s', 'folk', '90s', 'chill', 'instrumental',
-            'punk', 'oldies', 'blues', 'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist',
-            'guitar', 'Hip-Hop', '70s', 'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk',
-            'electro', 'heavy metal', 'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy')
+MTT_TAGS = ("guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+            "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
+            "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal",
+            "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance",
+            "male voice", "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal",
+            "female voice", "choral")
+MSD_TAGS = ("rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+            "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
+            "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
+            "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist",
+            "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy", "catchy", "funk",
+            "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy")
 
 
 # --- the configuration, without TensorFlow ----------------------------------------------------------------
@@ -133,6 +134,7 @@ def layouts(model_config: dict) -> dict[str, str]:
 def class_names(model_config: dict) -> list[str]:
     """The 50 tags, in the order of the taggram: MagnaTagATune's for MTT_*, the Million Song Dataset's for
     MSD_* (musicnn's configuration.MTT_LABELS and MSD_LABELS)."""
+    architecture(model_config)  # a known checkpoint
     return list(MTT_TAGS if checkpoint_of(model_config).startswith("MTT") else MSD_TAGS)
 
 

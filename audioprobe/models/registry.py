@@ -19,6 +19,7 @@ from typing import Callable
 import audioprobe.models.crepe as crepe
 import audioprobe.models.keras_model as keras_model
 import audioprobe.models.keyword as keyword
+import audioprobe.models.musicnn as musicnn
 import audioprobe.models.torch_module as torch_module
 import audioprobe.models.yamnet as yamnet
 import audioprobe.models.weights as weights_checks
@@ -58,8 +59,14 @@ class ModelSpec:
     weights_file: Callable[[str, dict], str | None]
     #: (name, model_config) -> what is wrong with the weights setting, naming the key; or None
     weights_problem: Callable[[str, dict], str | None]
-    #: (name, model_config) -> the class-names file, or None for a model without classes
+    #: (name, model_config) -> the class-names file, or None for a model without classes (or whose names ship
+    #: with the family: ``tags``)
     class_names: Callable[[str, dict], str | None] = lambda name, model_config: None
+    #: model_config -> the class names that ship with the family itself (musicnn's tags), or None
+    tags: Callable[[dict], list[str]] | None = None
+    #: model_config -> the layers the network can be continued from (forward_from), when not every layer can
+    #: (a skip connection around it); None: all, or not known before loading
+    continuable: Callable[[dict], list[str]] | None = None
     downloads: tuple[Download, ...] = ()
     outputs: tuple[str, ...] = OUTPUTS
     #: what the family is, for error messages and the README
@@ -167,7 +174,23 @@ KEYWORD = ModelSpec(
     about="a keyword network of Study 2 (its architecture and the dataset it was trained on), TensorFlow",
 )
 
-FAMILIES: dict[str, ModelSpec] = {spec.kind: spec for spec in (YAMNET, CREPE, TORCH_MODULE, KERAS_MODEL, KEYWORD)}
+# --- musicnn --------------------------------------------------------------------------------------------------
+
+MUSICNN = ModelSpec(
+    kind="musicnn", framework="tensorflow", build="audioprobe.models.musicnn:build",
+    layers=musicnn.layer_names,
+    sample_rate=_fixed(musicnn.SAMPLE_RATE), min_samples=_fixed(musicnn.MIN_SAMPLES),
+    layer_shape=musicnn.layer_shape,
+    weights_file=musicnn.weights_file,
+    weights_problem=musicnn.weights_problem,
+    tags=musicnn.class_names,
+    continuable=lambda model_config: [layer for layer in musicnn.layer_names(model_config)
+                                      if layer not in musicnn.MIDEND_LAYERS],
+    about=musicnn.ABOUT,
+)
+
+FAMILIES: dict[str, ModelSpec] = {spec.kind: spec for spec in (YAMNET, CREPE, TORCH_MODULE, KERAS_MODEL, KEYWORD,
+                                                                MUSICNN)}
 KINDS = tuple(FAMILIES)
 
 
@@ -195,7 +218,15 @@ def sample_rate(model_config: dict) -> int:
 
 
 def has_classes(name: str, model_config: dict) -> bool:
-    return spec_of(model_config["kind"]).class_names(name, model_config) is not None
+    spec = spec_of(model_config["kind"])
+    return spec.tags is not None or spec.class_names(name, model_config) is not None
+
+
+def continuable(model_config: dict) -> list[str] | None:
+    """The layers the network can be continued from, or None when that is every layer (or known only once the
+    network is loaded, which then checks each layer it is asked to continue from)."""
+    spec = spec_of(model_config["kind"])
+    return spec.continuable(model_config) if spec.continuable else None
 
 
 def network_config(model_config: dict) -> dict:

@@ -127,8 +127,10 @@ class TorchAdapter(ModelAdapter):
         if scores not in SCORES:
             raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
         self._paths, self._layouts, self._scores = dict(layers), dict(layouts), scores
-        self._submodules, self._head = submodules, submodules[head]
+        self.scores = scores
+        self._submodules, self._head, self._head_path = submodules, submodules[head], head
         self._checked_cuts: set[str] = set()
+        self._shapes: dict[int, dict[str, tuple[int, ...]]] = {}
 
     # --- interface -------------------------------------------------------------------------------------------
     def layers(self) -> list[str]:
@@ -139,9 +141,13 @@ class TorchAdapter(ModelAdapter):
         return ("patch", "time", "freq", "channel")
 
     def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
+        """From one probe pass of a silent clip over every layer, kept per clip length."""
         self.check_layers([layer])
-        probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
-        return tuple(self.activations(probe, [layer])[layer].shape[1:])
+        if clip_samples not in self._shapes:
+            probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
+            self._shapes[clip_samples] = {name: tuple(value.shape[1:])
+                                          for name, value in self.activations(probe, self.layers()).items()}
+        return self._shapes[clip_samples][layer]
 
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
@@ -171,7 +177,8 @@ class TorchAdapter(ModelAdapter):
             raise ValueError(f"relu_gradient must be one of {', '.join(RELU_GRADIENTS)}, not {relu_gradient!r}")
 
         def forward(waveforms):
-            return self._run(self._items(waveforms), waveforms.shape[0], layers, fake_relu=relu_gradient == "fake")
+            captured = self._run(self._items(waveforms), waveforms.shape[0], layers, fake_relu=relu_gradient == "fake")
+            return {layer: captured[layer] for layer in layers}
 
         return forward
 
@@ -216,10 +223,12 @@ class TorchAdapter(ModelAdapter):
         replace[layer] = replace_with
         clips = acts.shape[0]
         captured = self._run(placeholder, clips, [], replace=replace)
-        embedding = captured["_embedding"].reshape(clips, acts.shape[1], -1)
         logits = captured["_logits"].reshape(clips, acts.shape[1], -1)
         scores = self.torch.sigmoid(logits) if self._scores == "sigmoid" else self.torch.softmax(logits, dim=-1)
-        return {"embedding": embedding, "logits": logits, "scores": scores}
+        outputs = {"logits": logits, "scores": scores}
+        if self._paths[layer] != self._head_path:  # continued from the head, its input (the embedding) is unknown
+            outputs["embedding"] = captured["_embedding"].reshape(clips, acts.shape[1], -1)
+        return outputs
 
     def _check_cut(self, layer: str, acts) -> None:
         """Once per layer: the outputs must not depend on the input except through ``layer`` (a skip connection

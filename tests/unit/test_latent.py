@@ -417,3 +417,15 @@ def test_projection_memory_grows_with_the_layer_and_caps_the_gram_term():
     # with a budget (latent.projection_memory_mb) a large layer streams within it, whatever its size
     assert projection_mem_mb(50, budget_mb=4000) == small
     assert projection_mem_mb(5_000, budget_mb=4000) == projection_mem_mb(500_000, budget_mb=4000) == 4000
+
+
+def test_log_probabilities_are_the_models_own():
+    """A sigmoid model's log-probabilities are log sigma per class; a softmax model's sum to one."""
+    from audioprobe.latent import transfer
+
+    logits = np.array([[[2.0, -1.0, 0.5]], [[0.0, 0.0, 3.0]]])
+    sigmoid = transfer.output_vectors(logits, "log_probabilities", "sigmoid")
+    np.testing.assert_allclose(sigmoid, np.log(1 / (1 + np.exp(-logits[:, 0]))))
+    softmax = transfer.output_vectors(logits, "log_probabilities", "softmax")
+    np.testing.assert_allclose(np.exp(softmax).sum(axis=1), 1.0)
+    np.testing.assert_allclose(softmax[:, 0] - softmax[:, 1], logits[:, 0, 0] - logits[:, 0, 1])
