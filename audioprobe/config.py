@@ -189,7 +189,11 @@ def check_dissect(config: dict, layer_names) -> None:
         if wanted != "all" and [layer for layer in cached if layer in wanted] != list(wanted):
             raise ConfigError("dissect.layers: list the layers in the network's order, input side first")
     captions = dissect.get("captions", {})
-    if dissect.get("runs") and captions.get("backend") == "tags" and captions["tagger"] not in config["models"]:
+    if dissect.get("runs") and captions.get("backend") == "tags":
+        for run in dissect["runs"]:
+            tagger_for(config, run["model"])  # "auto" finds one, or says what to add
+    if dissect.get("runs") and captions.get("backend") == "tags" and captions["tagger"] != "auto" \
+            and captions["tagger"] not in config["models"]:
         raise ConfigError(f"dissect.captions.tagger: {captions['tagger']!r} is not under models "
                           f"(configured: {', '.join(config['models'])})")
     if "tab" in dissect.get("methods", []) and not dissect["concepts"]["clap"]:
@@ -295,10 +299,36 @@ def _needs_full(config: dict, layer: str, extracted: dict) -> list[tuple[str, st
     return problems
 
 
+def tagger_for(config: dict, model: str) -> str:
+    """The model whose tags caption the clips when ``model`` is dissected: dissect.captions.tagger, or for
+    "auto" the first configured model with class names of its own (a class-map CSV or tags that ship with the
+    family) other than ``model``, so the captions do not come from the network under dissection; the model
+    itself only when no other has class names (then the run warns that the evaluation is circular)."""
+    from audioprobe.models.registry import spec_of
+
+    chosen = config["dissect"]["captions"]["tagger"]
+    if chosen != "auto":
+        return chosen
+
+    def names_classes(name):
+        entry = config["models"][name]
+        spec = spec_of(entry["kind"])
+        names = spec.class_names(name, entry)
+        return spec.tags is not None or (names is not None and str(names).endswith(".csv"))
+
+    candidates = [name for name in config["models"] if names_classes(name)]
+    others = [name for name in candidates if name != model]
+    if not candidates:
+        raise ConfigError(f"dissect.captions.tagger: auto found no model with class names to tag the clips of "
+                          f"{model!r} (configured: {', '.join(config['models'])}): add one (yamnet or musicnn), "
+                          "name one in dissect.captions.tagger, or use another dissect.captions.backend")
+    return (others or candidates)[0]
+
+
 def circular_captioner(config: dict, model: str) -> bool:
     """True when the tags captioner is the network under dissection (circular last-layer evaluation)."""
     captions = config["dissect"]["captions"]
-    return captions["backend"] == "tags" and captions["tagger"] == model
+    return captions["backend"] == "tags" and tagger_for(config, model) == model
 
 
 def check_circular(config: dict) -> list[str]:

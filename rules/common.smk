@@ -591,15 +591,18 @@ def tagger_inputs(wildcards):
     captions = config["dissect"]["captions"]
     if captions["backend"] != "tags":
         return {}
-    tagger = captions["tagger"]
-    return {"weights": weights_input(tagger), "class_map": class_map_path(tagger)}
+    tagger = apconfig.tagger_for(config, wildcards.model)
+    inputs = {"weights": weights_input(tagger)}
+    if class_map_path(tagger):  # a family whose tags ship with it (musicnn) has no class-map file
+        inputs["class_map"] = class_map_path(tagger)
+    return inputs
 
 
 def tagger_env(wildcards):
     """The tags captioner runs its tagger model, in that model's framework's env."""
     captions = config["dissect"]["captions"]
     if captions["backend"] == "tags":
-        return model_env_file(captions["tagger"])
+        return model_env_file(apconfig.tagger_for(config, wildcards.model))
     return "../envs/tensorflow.yaml"
 
 
@@ -607,7 +610,8 @@ def caption_settings(wildcards):
     """The captioner and everything its captions depend on."""
     captions = dict(config["dissect"]["captions"])
     if captions["backend"] == "tags":
-        tagger = captions["tagger"]
+        tagger = apconfig.tagger_for(config, wildcards.model)
+        captions["tagger"] = tagger
         captions["tagger_config"] = network_config(tagger)
         captions["tagger_weights"] = model_weights(tagger)
     captions["label"] = config["dissect"]["label"]

@@ -182,11 +182,12 @@ def read_class_map(path) -> list[str]:
     return [row["display_name"] for row in sorted(rows, key=lambda row: int(row["index"]))]
 
 
-def yamnet_tagger(adapter, layer: str | None = None):
-    """A tagger ``[clips, samples] at 16 kHz -> [clips, 521]`` from a YAMNet adapter: clip-level scores.
+def model_tagger(adapter, layer: str | None = None):
+    """A tagger ``[clips, samples] at the adapter's rate -> [clips, classes]`` from a model adapter (YAMNet,
+    musicnn): clip-level scores.
 
     The adapter runs the network to ``layer`` (default: its last cached layer) and on from there to its
-    ``scores``; the per-patch scores are averaged over patches, as YAMNet's own inference does.
+    ``scores``; the per-patch scores are averaged over patches, as YAMNet's and musicnn's own inference do.
     """
     layer = layer or adapter.layers()[-1]
 
@@ -211,7 +212,7 @@ class TagCaptioner:
         self.tagger = settings.get("tagger")
         self.class_names = settings.get("class_names")
         if not callable(self.tagger) or not self.class_names:
-            raise ValueError("the tags caption backend needs settings['tagger'] (e.g. yamnet_tagger(adapter)) "
+            raise ValueError("the tags caption backend needs settings['tagger'] (e.g. model_tagger(adapter)) "
                              "and settings['class_names'] (e.g. read_class_map('yamnet_class_map.csv'))")
         self.rate = getattr(self.tagger, "sample_rate", TAGGER_RATE)
         self.min_score = float(settings["min_score"])

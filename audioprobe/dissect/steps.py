@@ -218,9 +218,12 @@ def captions_step(manifest_path, root, split_path, out_path, settings: dict, inp
     if backend == "tags":
         from audioprobe.models import load
 
+        from audioprobe.models.registry import spec_of
+
         adapter = load(settings["tagger"], settings["tagger_config"], settings["tagger_weights"])
-        options.update(tagger=cap.yamnet_tagger(adapter), class_names=cap.read_class_map(inputs.class_map),
-                       tagger_name=settings["tagger"])
+        tags = spec_of(settings["tagger_config"]["kind"]).tags
+        names = tags(settings["tagger_config"]) if tags else cap.read_class_map(inputs.class_map)
+        options.update(tagger=cap.model_tagger(adapter), class_names=names, tagger_name=settings["tagger"])
     elif backend == "file":
         if not settings["path"]:
             raise ValueError("dissect.captions.path: the file backend needs a CSV or JSON of captions")

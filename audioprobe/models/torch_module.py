@@ -172,6 +172,9 @@ class TorchAdapter(GenericAdapter):
                 if replace and layer in replace:
                     output = replace[layer](output)
                 if layer in layers:
+                    if layer in captured:  # a shared submodule (one nn.ReLU used after every conv) is no layer
+                        raise ValueError(f"{self._key}.layers: {self._paths[layer]} runs more than once in a forward "
+                                         "pass, so its output is not one layer: name a submodule that runs once")
                     captured[layer] = to_canonical(output, self._layout(layer, output), clips)
                 return output
             return hook

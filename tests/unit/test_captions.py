@@ -39,7 +39,7 @@ def class_names():
 @pytest.fixture
 def counting_tagger(yamnet):
     """YAMNet's tagger, counting how many clips it is asked to tag."""
-    tagger = captions.yamnet_tagger(yamnet)
+    tagger = captions.model_tagger(yamnet)
 
     def counted(waveforms):
         counted.clips += len(waveforms)
@@ -136,7 +136,7 @@ def test_tags_cache_skips_the_tagger_until_a_setting_changes(counting_tagger, cl
 
 
 def test_tags_need_a_tagger():
-    with pytest.raises(ValueError, match="yamnet_tagger"):
+    with pytest.raises(ValueError, match="model_tagger"):
         caption_clips("tags", [synthetic("a", tone(1.0))], {}, cache=None, log=quiet_log)
 
 
@@ -227,3 +227,18 @@ def test_captioner_names():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="tags, file, salmonn, labels"):
         caption_clips("whisper", [], {}, None)
+
+
+def test_musicnn_tags_a_clip_for_the_captions():
+    """musicnn can be the tagger (dissect.captions.tagger: auto picks it when YAMNet is dissected): its 50
+    MagnaTagATune tags ship with the family, and a drum loop is captioned with a percussive tag."""
+    from audioprobe import models
+    from audioprobe.models.registry import spec_of
+    from tests.unit.test_musicnn import drum_loop
+
+    entry = {"kind": "musicnn", "checkpoint": "MTT_musicnn"}
+    adapter = models.load("musicnn", entry, None)
+    settings = {"tagger": captions.model_tagger(adapter), "class_names": spec_of("musicnn").tags(entry),
+                "min_score": 0.1, "top": 3, "exclude": []}
+    (caption,) = captions.TagCaptioner(settings).caption([synthetic("drums", drum_loop(3.5), 16000)])
+    assert any(tag in caption for tag in ("drums", "beat", "techno")), caption

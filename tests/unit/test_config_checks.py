@@ -333,3 +333,19 @@ def test_the_old_name_of_pretrained_metamers_is_refused_with_the_new_one():
     cfg["metamers"]["yamnet"] = cfg["metamers"].pop("pretrained")
     with pytest.raises(config.ConfigError, match=r"^metamers\.yamnet was renamed metamers\.pretrained"):
         config.check_renamed(cfg)
+
+
+def test_the_default_captioner_is_never_the_dissected_network():
+    """dissect.captions.tagger: auto takes another model with class names, so the default run is not circular."""
+    cfg = full_config(every_model=True)
+    assert cfg["dissect"]["captions"]["tagger"] == "auto"
+    assert [config.tagger_for(cfg, model) for model in ("yamnet", "crepe", "musicnn")] == ["musicnn", "yamnet",
+                                                                                          "yamnet"]
+    assert config.check_circular(cfg) == []
+    alone = full_config()  # YAMNet alone: it tags its own clips, and the run says so
+    assert config.tagger_for(alone, "yamnet") == "yamnet"
+    assert "is the network under dissection" in config.check_circular(alone)[0]
+    no_classes = full_config(every_model=True)
+    no_classes["models"] = {"crepe": no_classes["models"]["crepe"]}
+    with pytest.raises(config.ConfigError, match="dissect.captions.tagger: auto found no model with class names"):
+        config.tagger_for(no_classes, "crepe")

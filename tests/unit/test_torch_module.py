@@ -162,3 +162,31 @@ def test_frames_are_centred_and_normalised_like_torchcrepe():
     assert frames.shape == (framing.patches(20), 8) == (6, 8)
     raw = torch.nn.functional.pad(x, (4, 4))[0, 4:12]
     np.testing.assert_allclose(frames[1], ((raw - raw.mean()) / raw.std()).numpy(), atol=1e-6)
+
+
+def test_a_submodule_that_runs_twice_is_not_a_layer(tmp_path):
+    (tmp_path / "shared.py").write_text(textwrap.dedent("""
+        import torch
+
+
+        class SharedRelu(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = torch.nn.Conv1d(1, 4, 9, stride=4)
+                self.conv2 = torch.nn.Conv1d(4, 4, 5)
+                self.relu = torch.nn.ReLU()
+                self.head = torch.nn.Linear(4, 2)
+
+            def forward(self, waveforms):
+                x = self.relu(self.conv2(self.relu(self.conv1(waveforms[:, None, :]))))
+                return self.head(x.mean(dim=2))
+        """))
+    namespace = {}
+    exec(compile((tmp_path / "shared.py").read_text(), "shared.py", "exec"), namespace)
+    torch.save(namespace["SharedRelu"]().state_dict(), tmp_path / "shared.pt")
+    config = {"kind": "torch_module", "module": f"{tmp_path / 'shared.py'}:SharedRelu", "weights":
+              str(tmp_path / "shared.pt"), "layers": ["relu", "head"], "sample_rate": 8000, "min_samples": 64}
+    adapter = load("shared", config, config["weights"])
+    with pytest.raises(ValueError, match="relu runs more than once in a forward pass"):
+        adapter.activations(waveforms(), ["relu"])
+    assert adapter.activations(waveforms(), ["head"])["head"].shape == (3, 1, 1, 1, 2)
