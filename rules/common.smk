@@ -190,8 +190,8 @@ def inherit_profile_settings(family, rule_name):
     """A profile's set-resources for ``family`` (e.g. extract_activations) apply to ``rule_name``
     (extract_activations_<model>), unless the profile names that one itself: one profile line serves every
     model. The parsed set-resources are snakemake's own (9.27; pinned in pyproject.toml). A profile's groups
-    are not known while the Snakefile is read, so they cannot be inherited: the SLURM profile groups no
-    extraction rule."""
+    are not known while the Snakefile is read, so they cannot be inherited: the SLURM profile names each
+    model's extraction rule under groups."""
     resources = workflow.resource_settings._parsed_overwrite_resources
     if family in resources:
         resources.setdefault(rule_name, resources[family])
