@@ -41,17 +41,16 @@ def profile() -> dict:
 FAMILIES = {"extract_activations": re.compile(r"^extract_activations_\w+$")}
 
 
-def family_of(rule: str) -> str:
-    """The name the profile knows ``rule`` by: its family for a per-model rule without a line of its own."""
-    settings = profile()
-    if rule in settings.get("set-resources", {}) or rule in settings.get("groups", {}):
+def resources_name(rule: str) -> str:
+    """The set-resources entry that sets ``rule``'s resources: its own, or its family's for a per-model rule."""
+    if rule in profile().get("set-resources", {}):
         return rule
     return next((family for family, pattern in FAMILIES.items() if pattern.match(rule)), rule)
 
 
 def partition_of(rule: str) -> str:
     settings = profile()
-    return settings.get("set-resources", {}).get(family_of(rule), {}).get(
+    return settings.get("set-resources", {}).get(resources_name(rule), {}).get(
         "slurm_partition", settings["default-resources"]["slurm_partition"])
 
 
@@ -293,7 +292,7 @@ def test_the_workflow_runs_through_slurm_like_it_runs_locally(slurm, tmp_path, y
             # asks for at least what its largest job needs, and at most: `cores` CPUs, the memory of its `cores`
             # largest jobs together, and all its runtimes one after the other.
             group_jobs.setdefault(group, []).append(job_id)
-            assert {family_of(rule) for rule in rules} <= set(groups[group]), (job_id, group, rules)
+            assert set(rules) <= set(groups[group]), (job_id, group, rules)
             assert comment.startswith(f"rule_{group}_"), (job_id, group, comment)
             assert max(threads) <= int(cpus) <= min(settings["cores"], sum(threads)), (group, rules, cpus)
             assert max(mem_mb) <= int(memory[:-1]) <= sum(sorted(mem_mb)[-settings["cores"]:]), (group, memory)
