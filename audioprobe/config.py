@@ -304,19 +304,13 @@ def tagger_for(config: dict, model: str) -> str:
     "auto" the first configured model with class names of its own (a class-map CSV or tags that ship with the
     family) other than ``model``, so the captions do not come from the network under dissection; the model
     itself only when no other has class names (then the run warns that the evaluation is circular)."""
-    from audioprobe.models.registry import spec_of
+    from audioprobe.models.registry import can_tag
 
     chosen = config["dissect"]["captions"]["tagger"]
     if chosen != "auto":
         return chosen
 
-    def names_classes(name):
-        entry = config["models"][name]
-        spec = spec_of(entry["kind"])
-        names = spec.class_names(name, entry)
-        return spec.tags is not None or (names is not None and str(names).endswith(".csv"))
-
-    candidates = [name for name in config["models"] if names_classes(name)]
+    candidates = [name for name in config["models"] if can_tag(name, config["models"][name])]
     others = [name for name in candidates if name != model]
     if not candidates:
         raise ConfigError(f"dissect.captions.tagger: auto found no model with class names to tag the clips of "

@@ -36,8 +36,9 @@ def seed_everything(seed: int) -> None:
 
 def pruned_network(snakemake):
     """The frozen network and its head on held-out clips, for the two pruning rules (same inputs and params)."""
-    from audioprobe.dissect.steps import load_pruned_network
+    from audioprobe.dissect.pruning import load_pruned_network
 
-    return load_pruned_network(snakemake.input, label=snakemake.params.dissect["label"],
+    return load_pruned_network(start_path=snakemake.input.start, split_path=snakemake.input.split,
+                               head_path=snakemake.input.head, label=snakemake.params.dissect["label"],
                                model_name=snakemake.wildcards.model, model_config=snakemake.params.model_config,
                                weights=snakemake.params.weights, threads=snakemake.threads)

@@ -152,7 +152,7 @@ def keyword_networks(arch: str, seed: int, frontend_config: dict):
 
 
 def yamnet_networks(weights: str, threads: int):
-    from audioprobe.metamers.steps import PretrainedNetwork
+    from audioprobe.metamers.networks import PretrainedNetwork
 
     whole = PretrainedNetwork({**YAMNET, "weights": weights}, threads)
 
@@ -418,7 +418,7 @@ def prepare_keyword_data(folder: Path, config: dict, log) -> dict:
     from audioprobe.datasets.build import build_manifest
     from audioprobe.datasets.generate import generate_commands_synth
     from audioprobe.latent.steps import make_split
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.waveforms import keyword_waveforms
 
     settings, name = config["metamers"], config["metamers"]["dataset"]
     dataset = config["datasets"][name]
@@ -427,50 +427,50 @@ def prepare_keyword_data(folder: Path, config: dict, log) -> dict:
     build_manifest(audio, dataset, manifest, folder / "rejected.csv", log=log, name=name)
     make_split(manifest, folder / "split.csv", [settings["label"]], settings["split"], section="metamers",
                labels_key="metamers.label", use="the keyword networks")
-    steps.keyword_waveforms(manifest, audio, folder / "waveforms.h5", clip_seconds=dataset["clip_seconds"],
-                            label=settings["label"], log=log)
+    keyword_waveforms(manifest, audio, folder / "waveforms.h5", clip_seconds=dataset["clip_seconds"],
+                      label=settings["label"], log=log)
     return {"waveforms": folder / "waveforms.h5", "split": folder / "split.csv"}
 
 
 def test_accuracy(network: dict, data: dict, trained, samples: int) -> float:
     """The trained classifier's accuracy on the test split, read through ``network``'s front end."""
     from audioprobe.latent.split import class_codes, split_masks
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.networks import KeywordNetwork
+    from audioprobe.metamers.waveforms import read_waveforms
 
-    waves = steps.read_waveforms(data["waveforms"])
+    waves = read_waveforms(data["waveforms"])
     test = split_masks(data["split"], waves["clip_id"])["test"]
     labels, _ = class_codes(waves["word"])
-    net = steps.KeywordNetwork(network, trained.weights, json.loads(Path(trained.evaluation).read_text()), samples)
+    net = KeywordNetwork(network, trained.weights, json.loads(Path(trained.evaluation).read_text()), samples)
     return float(np.mean(net.predict(waves["waveforms"][test]) == labels[test]))
 
 
 def synthesise_and_validate(arch: str, network: dict, data: dict, trained, folder: Path, config: dict, args, log):
     """synthesise_metamers and validate_metamers of the workflow for one network: (validation table, seconds)."""
-    from types import SimpleNamespace
-
     from audioprobe.io.atomic import read_csv
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.synthesis_step import synthesise_step
+    from audioprobe.metamers.validation_step import validate_step
 
     settings = config["metamers"]
     synthesis = {**settings["synthesis"], "iterations": args.validity_iterations}
     targets = {**settings["targets"], "per_word": args.validity_per_word}
-    inputs = SimpleNamespace(**data, weights=trained.weights, evaluation=trained.evaluation,
-                             metamers=folder / "metamers.h5")
+    network_files = {"weights_path": trained.weights, "evaluation_path": trained.evaluation}
     started = time.perf_counter()
-    steps.synthesise_step(inputs, inputs.metamers, network=network, synthesis_settings=synthesis, targets=targets,
-                          threads=args.threads, log=log)
+    synthesise_step(waveforms_path=data["waveforms"], split_path=data["split"], out_h5=folder / "metamers.h5",
+                    network=network, synthesis_settings=synthesis, targets=targets, threads=args.threads,
+                    **network_files, log=log)
     seconds = time.perf_counter() - started
-    outputs = SimpleNamespace(validation=folder / "validation.csv", null=folder / "null.csv", wavs=folder / "wavs",
-                              figure=folder / "metamers.png")
-    steps.validate_step(inputs, outputs, network=network, null=settings["null_distribution"], net_name=arch,
-                        threads=args.threads, log=log)
-    return read_csv(outputs.validation), seconds
+    validate_step(metamers_path=folder / "metamers.h5", waveforms_path=data["waveforms"],
+                  validation_csv=folder / "validation.csv", null_csv=folder / "null.csv", wav_dir=folder / "wavs",
+                  figure_png=folder / "metamers.png", network=network, null=settings["null_distribution"],
+                  net_name=arch, threads=args.threads, **network_files, log=log)
+    return read_csv(folder / "validation.csv"), seconds
 
 
 def cochleagram_difference(frontends: dict, waves: np.ndarray) -> float:
     """max |reduced - input rate| over the cochleagrams of ``waves``, relative to the input rate's maximum."""
     from audioprobe.metamers import frontends as fe
-    from audioprobe.metamers.steps import representations
+    from audioprobe.metamers.keyword_models import representations
 
     full, reduced = (representations(fe.build_frontend(frontends[name]), waves) for name in FRONTENDS)
     return float(np.abs(reduced - full).max() / np.abs(full).max())
@@ -493,8 +493,10 @@ def run_validity(args) -> dict:
     import tempfile
     from types import SimpleNamespace
 
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.keyword_models import train_keyword_model_step
+    from audioprobe.metamers.synthesis_step import read_metamers
     from audioprobe.metamers.validation import pass_rates as rates_of
+    from audioprobe.metamers.waveforms import read_waveforms
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log.setLevel(logging.INFO)  # the steps' progress
@@ -507,15 +509,17 @@ def run_validity(args) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         data = prepare_keyword_data(folder, config, log)
-        samples = steps.read_waveforms(data["waveforms"])["waveforms"].shape[1]
+        samples = read_waveforms(data["waveforms"])["waveforms"].shape[1]
         for arch in settings["architectures"]:
             model = {"arch": arch, "groups": settings["groups"], "sizes": settings["sizes"]}
             (folder / arch).mkdir()
             trained = SimpleNamespace(weights=folder / arch / "weights.weights.h5",
                                       history=folder / arch / "history.csv", evaluation=folder / arch / "evaluation.json")
-            steps.train_keyword_model_step(data["waveforms"], data["split"], trained,
-                                           model={**model, "frontend": frontends["input rate"]},
-                                           training=settings["training"], threads=args.threads, log=log)
+            train_keyword_model_step(waveforms_path=data["waveforms"], split_path=data["split"],
+                                     weights_h5=trained.weights, history_csv=trained.history,
+                                     evaluation_json=trained.evaluation,
+                                     model={**model, "frontend": frontends["input rate"]},
+                                     training=settings["training"], threads=args.threads, log=log)
             details[arch] = {}
             for name, frontend in frontends.items():
                 network = {"kind": "keyword", **model, "frontend": frontend}
@@ -530,7 +534,7 @@ def run_validity(args) -> dict:
                                        "validation": table.to_dict(orient="records")}
                 print(f"[{arch}, {name}] synthesis {seconds:.0f} s; "
                       f"test accuracy {details[arch][name]['test_accuracy']:.3f}", flush=True)
-            made = steps.read_metamers(folder / arch / "input rate" / "metamers.h5")
+            made = read_metamers(folder / arch / "input rate" / "metamers.h5")
             details[arch]["cochleagram_difference_on_targets"] = cochleagram_difference(frontends, made["targets"])
     table = validity_table(rows)
     load_after = os.getloadavg()

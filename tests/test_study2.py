@@ -2,7 +2,6 @@
 listening-test responses."""
 
 import json
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -57,7 +56,7 @@ def test_study2_outputs_and_the_analysis_of_responses(tiny_run, yamnet_tflite, t
 
 @pytest.fixture
 def fixed_threads(monkeypatch):
-    """steps.load_network sets TensorFlow's thread count, as each workflow job does in a fresh process; in
+    """networks.load_network sets TensorFlow's thread count, as each workflow job does in a fresh process; in
     this process TensorFlow may already be running, when changing it is an error."""
     tf = require("tensorflow")
     monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda threads: None)
@@ -82,10 +81,11 @@ def test_study2_each_layers_threshold_is_the_maximum_of_its_own_null(tiny_run, f
     from the trained network, each null Pearson r is one of the layer's pairwise correlations (to 1e-5; the
     nearest of another layer's is 3.8e-3 or more away on the tiny run). The layers' nulls differ (their
     maxima run from 0.72 to 1), so one layer's null or threshold wired to another fails."""
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.networks import layer_activations, load_network
+    from audioprobe.metamers.waveforms import read_waveforms
 
     base = metamers_of(tiny_run)
-    data = steps.read_waveforms(base / "waveforms.h5")
+    data = read_waveforms(base / "waveforms.h5")
     usable = data["waveforms"][~(data["silent"] | data["clipped"])]
     assert len(usable) <= 200  # validate_step's null pool is then every usable clip
     for net_name in (*KEYWORD_NETS, "yamnet"):
@@ -105,10 +105,10 @@ def test_study2_each_layers_threshold_is_the_maximum_of_its_own_null(tiny_run, f
         with h5py.File(base / net_name / "metamers.h5", "r") as made:
             settings = json.loads(made.attrs["config"])["network"]
         models = base / "models" / net_name
-        net = steps.load_network(settings, SimpleNamespace(weights=models / "weights.weights.h5",
-                                                           evaluation=models / "evaluation.json"), 16000, 1)
+        net = load_network(settings, 16000, 1, weights_path=models / "weights.weights.h5",
+                           evaluation_path=models / "evaluation.json")
         assert net.layers == layers
-        acts = steps.layer_activations(net, usable)
+        acts = layer_activations(net, usable)
         for layer in layers:
             flat = acts[layer].reshape(len(usable), -1).astype(np.float64)
             pairs = np.corrcoef(flat)[np.triu_indices(len(usable), 1)]
@@ -125,10 +125,11 @@ def test_study2_keyword_networks_are_tested_on_held_out_speakers(tiny_run, fixed
     to 0.75). tests/unit/test_training.py::test_a_keyword_network_recognises_held_out_voices asserts it
     through the same training step on a learnable toy set."""
     from audioprobe.latent.split import class_codes
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.networks import load_network
+    from audioprobe.metamers.waveforms import read_waveforms
 
     base = metamers_of(tiny_run)
-    data = steps.read_waveforms(base / "waveforms.h5")
+    data = read_waveforms(base / "waveforms.h5")
     split = read_csv(base / "split.csv")
     assert (split.groupby("group")["split"].nunique() == 1).all()
     assert split["clip_id"].tolist() == data["clip_id"]
@@ -145,8 +146,8 @@ def test_study2_keyword_networks_are_tested_on_held_out_speakers(tiny_run, fixed
         assert evaluation["class_names"] == names and evaluation["test"]["n"] == test.sum() == 15
         with h5py.File(base / net_name / "metamers.h5", "r") as made:
             settings = json.loads(made.attrs["config"])["network"]
-        net = steps.load_network(settings, SimpleNamespace(weights=models / "weights.weights.h5",
-                                                           evaluation=models / "evaluation.json"), 16000, 1)
+        net = load_network(settings, 16000, 1, weights_path=models / "weights.weights.h5",
+                           evaluation_path=models / "evaluation.json")
         predicted = net.predict(data["waveforms"][test])
         confusion = np.zeros((len(names), len(names)), int)
         np.add.at(confusion, (labels[test], predicted), 1)

@@ -65,8 +65,8 @@ def test_study3_tables_hold_the_values_their_inputs_give(tiny_run):
     4 neurons for metal and 1 for wood, OCP none, since no calibrated noun is a material; the summaries'
     top-3 clips always share a caption cluster of 4, so 0 % are uninterpretable at 3 and 100 % at 4 and 5.)"""
     from audioprobe.dissect.evaluation import _words
-    from audioprobe.dissect.similarity import similarity, top_concepts
-    from audioprobe.dissect.steps import Neurons, csv_config, read_scores, similarity_params
+    from audioprobe.dissect.readers import Neurons, csv_config, read_scores
+    from audioprobe.dissect.similarity import similarity, similarity_params, top_concepts
     from audioprobe.io.store import LayerFile
 
     base = tiny_run / "results/dissect/yamnet/maas-synth"

@@ -86,6 +86,17 @@ def top_concepts(scores: np.ndarray, k: int) -> np.ndarray:
     return best
 
 
+MIN_RANK_INPUTS = 5
+
+
+def similarity_params(function: str, clips: int) -> dict:
+    """CLIP-Dissect's defaults, except that rank-reorder keeps at least MIN_RANK_INPUTS top clips: its 5 %
+    of a small probe set is one or two clips, which carry no ranking information (the row would be NaN)."""
+    if function == "rank_reorder":
+        return {"top_fraction": min(1.0, max(0.05, MIN_RANK_INPUTS / clips))}
+    return {}
+
+
 # ---------------------------------------------------------------------------------- the functions
 
 

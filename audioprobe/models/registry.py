@@ -208,9 +208,12 @@ def sample_rate(model_config: dict) -> int:
     return spec_of(model_config["kind"]).sample_rate(model_config)
 
 
-def has_classes(name: str, model_config: dict) -> bool:
+def can_tag(name: str, model_config: dict) -> bool:
+    """True when the model's class names are ones the tags captioner reads: tags shipped with the family or a
+    class-map CSV. A keyword network's words (in its evaluation record) name its classes but do not tag clips."""
     spec = spec_of(model_config["kind"])
-    return spec.tags is not None or spec.class_names(name, model_config) is not None
+    names = spec.class_names(name, model_config)
+    return spec.tags is not None or (names is not None and str(names).endswith(".csv"))
 
 
 def continuable(model_config: dict) -> list[str] | None:

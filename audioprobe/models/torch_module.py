@@ -228,13 +228,11 @@ class TorchAdapter(GenericAdapter):
 
     # --- inputs ----------------------------------------------------------------------------------------------
     def _tensor(self, waveforms: np.ndarray):
-        waveforms = np.asarray(waveforms, dtype=np.float32)
-        if waveforms.shape[1] < self.min_samples:
-            waveforms = np.pad(waveforms, ((0, 0), (0, self.min_samples - waveforms.shape[1])))
-        return self.torch.as_tensor(waveforms)
+        return self.torch.as_tensor(np.asarray(waveforms, dtype=np.float32))
 
     def _items(self, waveforms):
-        """[clips, samples] tensor -> the module's input items (a clip's frames, or the clip)."""
+        """[clips, samples] tensor -> the module's input items (a clip's frames, or the clip), a clip shorter than
+        the module's minimum zero-padded at its end."""
         if waveforms.shape[1] < self.min_samples:
             waveforms = self.torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
         return self.framing.frames(waveforms) if self.framing else waveforms

@@ -1,7 +1,8 @@
-"""Study 3 pieces: neuron pooling and top clips, concept files, the pruning mask, pruning selections, the
-last-layer and cluster evaluations, and the LLM cache that makes a rerun free."""
+"""Study 3 pieces: neuron pooling and top clips, concept files, the linear head, the pruning mask, pruning
+selections, the last-layer and cluster evaluations, and the LLM cache that makes a rerun free."""
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ from audioprobe.dissect.evaluation import (_ablated, caption_clusters, caption_s
                                            pos_ablation, pos_ablation_figure, pruning_effects, pruning_figure,
                                            pruning_selections, uninterpretable_share)
 from audioprobe.dissect.neurons import channel_masks
-from audioprobe.dissect.steps import fit_head, read_concepts
+from audioprobe.dissect.probing import Head, fit_head, head_step
+from audioprobe.dissect.readers import Neurons, read_concepts
 
 
 # --- neurons ---------------------------------------------------------------------------------------------
@@ -77,6 +79,63 @@ def test_a_two_class_head_has_one_output_neuron_per_class_with_logistic_probabil
 
     reference = LogisticRegression(C=1.0, max_iter=500, random_state=0).fit(x, np.array(labels) == "wood")
     assert np.allclose(head.probabilities(x)[:, 1], reference.predict_proba(x)[:, 1], atol=1e-9)
+
+
+class MeanEmbedding:
+    """A stand-in network whose embedding, continued from any layer, is that layer's values (averaged over
+    its positions by the head step, as YAMNet's global pooling does)."""
+
+    name = "planted"
+
+    def forward_from(self, layer, activations, channel_masks=None):
+        values = np.asarray(activations, dtype=np.float64)
+        return {"embedding": values.reshape(len(values), -1, values.shape[-1])}
+
+
+def test_the_head_step_fits_on_the_probe_clips_only_and_writes_its_outputs(tmp_path):
+    """Twelve clips of YAMNet's layer14 shape whose channel 0 is +1 for metal and -1 for wood on the eight probe
+    clips, and the other way round on the four held-out ones. A head fitted on the probe clips only is right on
+    every probe clip and wrong on every held-out one; one fitted on all clips could not be both. Its logits over
+    the probe clips, in the split's order, are the head's neuron file, named by class."""
+    from audioprobe.io.atomic import write_csv
+    from audioprobe.io.store import write_arrays
+
+    ids = [f"c{i:02d}" for i in range(12)]
+    material = ["metal" if i % 2 == 0 else "wood" for i in range(12)]
+    split = ["heldout" if i >= 8 else "probe" for i in range(12)]
+    values = np.zeros((12, 1, 3, 2, 1024), np.float32)
+    for i in range(12):
+        sign = 1.0 if material[i] == "metal" else -1.0
+        values[i, ..., 0] = sign if split[i] == "probe" else -sign
+    write_arrays(tmp_path / "layer14.h5", {"activations": values}, clip_ids=ids, labels={"material": material},
+                 attrs={"config": {"clip_seconds": 0.975, "model": {"kind": "yamnet"}}, "layer": "layer14"})
+    order = [3, 0, 7, 5, 1, 6, 2, 4, 11, 8, 10, 9]  # the split lists the clips in another order
+    write_csv(tmp_path / "split.csv", pd.DataFrame({"clip_id": [ids[i] for i in order],
+                                                    "group": [f"g{i}" for i in order],
+                                                    "split": [split[i] for i in order]}))
+    settings = {"head": {"C": 1.0, "max_iter": 500}, "top_k": 2}
+    paths = {"head_h5": tmp_path / "head.h5", "neurons_h5": tmp_path / "neurons_head.h5",
+             "evaluation_json": tmp_path / "head.json"}
+    head_step(layer_path=tmp_path / "layer14.h5", split_path=tmp_path / "split.csv", **paths, label="material",
+              settings=settings, model=MeanEmbedding())
+
+    evaluation = json.loads(paths["evaluation_json"].read_text())
+    assert evaluation["classes"] == ["metal", "wood"] and evaluation["embedding_layer"] == "layer14"
+    assert evaluation["accuracy"] == {"probe": 1.0, "heldout": 0.0}
+    assert evaluation["clips"] == {"probe": 8, "heldout": 4}
+    head = Head.load(paths["head_h5"])
+    stored = Neurons(paths["neurons_h5"])
+    probe = [ids[i] for i in order if split[i] == "probe"]
+    assert stored.layer == "head" and stored.names == ["metal", "wood"] and stored.clip_ids == probe
+    embedding = values[[ids.index(c) for c in probe]].reshape(8, -1, 1024).mean(axis=1)
+    np.testing.assert_allclose(stored.values, head.logits(embedding), rtol=1e-6)
+    is_metal = np.array([material[ids.index(c)] == "metal" for c in probe])
+    assert ((stored.values[:, 0] > stored.values[:, 1]) == is_metal).all()
+    assert stored.sampled.tolist() == [0, 1]  # every output neuron is summarised
+
+    with pytest.raises(ValueError, match="dissect.label: .* has no label 'word'"):
+        head_step(layer_path=tmp_path / "layer14.h5", split_path=tmp_path / "split.csv", **paths, label="word",
+                  settings=settings, model=MeanEmbedding())
 
 
 # --- pruning --------------------------------------------------------------------------------------------------

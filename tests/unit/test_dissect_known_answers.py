@@ -13,16 +13,16 @@ that breaks ICL, OCP, pruning, the part-of-speech ablation or the cluster measur
   neurons whose top clips span the topics are not.
 """
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from audioprobe.dissect import steps
+from audioprobe.dissect import interpretability
+from audioprobe.dissect import summaries as summary_steps
 from audioprobe.dissect.evaluation import last_layer_accuracy, pos_ablation, pruning_effects, pruning_selections
+from audioprobe.dissect.probing import Head, write_neurons
+from audioprobe.dissect.pruning import PrunedNetwork
 from audioprobe.dissect.similarity import similarity, top_concepts
-from audioprobe.dissect.steps import Head, PrunedNetwork
 from audioprobe.dissect.text import DEFAULT_TAGGER
 from audioprobe.io.atomic import read_csv, write_csv
 from audioprobe.io.store import write_arrays
@@ -94,12 +94,13 @@ def icl_inputs(tmp_path):
 
 
 def run_icl(tmp_path, monkeypatch, minilm, llm, source):
-    monkeypatch.setattr(steps, "cached_llm", lambda settings: llm)
-    monkeypatch.setattr(steps, "sentence_encoder", lambda settings: minilm)
-    summaries = tmp_path / ("calibrated.csv" if source == "calibrated" else "summaries.csv")
+    monkeypatch.setattr(summary_steps, "cached_llm", lambda settings: llm)
+    monkeypatch.setattr(summary_steps, "sentence_encoder", lambda settings: minilm)
+    summaries_path = tmp_path / ("calibrated.csv" if source == "calibrated" else "summaries.csv")
     out = tmp_path / f"icl-{source}.csv"
-    steps.icl_step(summaries, tmp_path / "scores.h5", out,
-                   {"icl": {"summary": source}, "concepts": {"text_encoder": None}}, {"prompt": ICL_PROMPT})
+    summary_steps.icl_step(summaries_path=summaries_path, scores_path=tmp_path / "scores.h5", out_csv=out,
+                           settings={"icl": {"summary": source}, "concepts": {"text_encoder": None}},
+                           llm_settings={"prompt": ICL_PROMPT})
     return read_csv(out)
 
 
@@ -158,8 +159,10 @@ def open_table_of(tmp_path, summaries, layer="layer8"):
     calibrated = pd.DataFrame({"layer": layer, "neuron": [n for n, _ in summaries],
                                "calibrated": [text for _, text in summaries]})
     write_csv(tmp_path / "calibrated.csv", calibrated, config={"captioner": "x"})
-    steps.open_concepts_step(tmp_path / "calibrated.csv", tmp_path / "open_concepts.csv",
-                             {"pos_model": DEFAULT_TAGGER, "llm_filter": False}, {"prompt": "{word}"})
+    summary_steps.open_concepts_step(calibrated_path=tmp_path / "calibrated.csv",
+                                     out_csv=tmp_path / "open_concepts.csv",
+                                     settings={"pos_model": DEFAULT_TAGGER, "llm_filter": False},
+                                     llm_settings={"prompt": "{word}"})
     return read_csv(tmp_path / "open_concepts.csv")
 
 
@@ -373,13 +376,13 @@ def test_the_uninterpretable_share_counts_neurons_whose_top_clips_span_topics(tm
     paths = []
     for layer, values in layers.items():
         paths.append(tmp_path / f"{layer}.h5")
-        steps.write_neurons(paths[-1], values, clip_ids, {}, layer=layer, settings=settings)
-    monkeypatch.setattr(steps, "sentence_encoder", lambda settings: TopicVectors())
-    inputs = SimpleNamespace(captions=tmp_path / "captions.csv", neurons=paths)
-    outputs = SimpleNamespace(table=tmp_path / "interpretability.csv", figure=tmp_path / "interpretability.png")
-    steps.interpretability_step(inputs, outputs, {"clustering": {"clusters": 3, "min_shared": [2, 3], "seed": 0}},
-                                ["layer_a", "layer_b"])
-    table = read_csv(outputs.table).set_index(["layer", "min_shared"])
+        write_neurons(paths[-1], values, clip_ids, {}, layer=layer, settings=settings)
+    monkeypatch.setattr(interpretability, "sentence_encoder", lambda settings: TopicVectors())
+    interpretability.interpretability_step(
+        neuron_paths=paths, captions_path=tmp_path / "captions.csv", out_csv=tmp_path / "interpretability.csv",
+        out_png=tmp_path / "interpretability.png",
+        settings={"clustering": {"clusters": 3, "min_shared": [2, 3], "seed": 0}}, layers=["layer_a", "layer_b"])
+    table = read_csv(tmp_path / "interpretability.csv").set_index(["layer", "min_shared"])
     percent = table["uninterpretable_percent"].to_dict()
     assert percent == {("layer_a", 2): 0.0, ("layer_a", 3): 0.0, ("layer_b", 2): 50.0, ("layer_b", 3): 50.0,
                        ("head", 2): 0.0, ("head", 3): 0.0}

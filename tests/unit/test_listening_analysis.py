@@ -206,6 +206,31 @@ def test_confusion_matrices_are_drawn_per_condition(responses, tmp_path):
     assert (tmp_path / "confusions.svg").read_text().startswith("<?xml")
 
 
+def test_the_analysis_step_writes_the_tables_and_figure_the_analysis_gives(package, tmp_path):
+    """The workflow's step on the package folder and the response files: its accuracy table is that of the
+    answers (the layer-3 effect included), one comparison per pair of architectures (none for one), and the
+    confusion figure is drawn."""
+    from audioprobe.metamers.listening_steps import listening_analysis_step
+
+    paths = simulate(package, tmp_path / "answers")
+    out = {"accuracy_csv": tmp_path / "accuracy.csv", "comparison_csv": tmp_path / "architectures.csv",
+           "confusion_png": tmp_path / "confusion.png"}
+    listening_analysis_step(package_dir=package, response_paths=paths, **out, architectures_used=["A", "B"])
+
+    expected = analysis.accuracy_table(analysis.read_responses(paths, package / "trials.csv"))
+    written = read_csv(out["accuracy_csv"])
+    assert list(written["condition"]) == list(expected["condition"])
+    for column in ("correct", "n"):
+        assert written[column].tolist() == expected[column].tolist(), column
+    np.testing.assert_allclose(written["accuracy"], expected["accuracy"], rtol=1e-5)  # written to 6 digits
+    comparison = read_csv(out["comparison_csv"]).set_index("layer")
+    assert list(comparison.index) == ["l1", "l2", "l3"] and comparison.loc["l3", "p_t_holm"] < 0.001
+    assert out["confusion_png"].stat().st_size > 10_000
+
+    listening_analysis_step(package_dir=package, response_paths=paths, **out, architectures_used=["A"])
+    assert out["comparison_csv"].read_text().splitlines()[1:] in ([], [""])  # no pair to compare
+
+
 def test_swapped_trials_are_left_out_of_the_conditions(tmp_path):
     rows = []
     t = np.arange(400) / 16000

@@ -2,8 +2,6 @@
 small network the test builds, with planted answers: each layer's null comes from that layer, and a
 metamer whose synthesis diverges is kept and flagged, not a crash."""
 
-from types import SimpleNamespace
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -16,7 +14,9 @@ tf = require("tensorflow")
 
 from audioprobe.io.atomic import read_csv  # noqa: E402
 from audioprobe.io.store import STRING  # noqa: E402
-from audioprobe.metamers import steps, validation  # noqa: E402
+from audioprobe.metamers import synthesis_step, validation, validation_step  # noqa: E402
+from audioprobe.metamers.listening_steps import listening_package_step  # noqa: E402
+from audioprobe.metamers.pass_rates import pass_rates_step  # noqa: E402
 
 RATE = 16000
 CLIPS = 20
@@ -79,14 +79,16 @@ def write_made(path, metamers, targets, clip_id, word, layers):
 
 
 def outputs_in(folder):
-    return SimpleNamespace(wavs=folder / "wav", null=folder / "null.csv", figure=folder / "metamers.png",
-                           validation=folder / "validation.csv")
+    """validate_step's outputs in ``folder``, as its keyword arguments."""
+    return {"wav_dir": folder / "wav", "null_csv": folder / "null.csv", "figure_png": folder / "metamers.png",
+            "validation_csv": folder / "validation.csv"}
 
 
 @pytest.fixture
 def use_network(monkeypatch):
     def use(net):
-        monkeypatch.setattr(steps, "load_network", lambda settings, inputs, samples, threads: net)
+        for module in (synthesis_step, validation_step):
+            monkeypatch.setattr(module, "load_network", lambda settings, samples, threads, **paths: net)
     return use
 
 
@@ -107,10 +109,10 @@ def test_each_layers_null_comes_from_that_layer(tmp_path, use_network):
     net = ToyNetwork(["shared", "own"])
     use_network(net)
     out = outputs_in(tmp_path / "toy")
-    steps.validate_step(SimpleNamespace(metamers=tmp_path / "metamers.h5", waveforms=waveforms), out,
-                        network={"kind": "toy"}, null=NULL, net_name="toy", threads=1)
-    table = read_csv(out.validation)
-    null = read_csv(out.null)
+    validation_step.validate_step(metamers_path=tmp_path / "metamers.h5", waveforms_path=waveforms, **out,
+                                  network={"kind": "toy"}, null=NULL, net_name="toy", threads=1)
+    table = read_csv(out["validation_csv"])
+    null = read_csv(out["null_csv"])
 
     assert null.groupby("layer").size().to_dict() == {"own": NULL["pairs"], "shared": NULL["pairs"]}
     for layer, rows in table.groupby("layer"):
@@ -144,12 +146,12 @@ def test_a_diverged_metamer_is_kept_and_flagged_through_every_step(tmp_path, use
     waveforms, split, _, clip_id, _ = write_waveforms(tmp_path)
     net = ToyNetwork(["own", "cube"])
     use_network(net)
-    inputs = SimpleNamespace(waveforms=waveforms, split=split, metamers=tmp_path / "toy" / "metamers.h5")
-    inputs.metamers.parent.mkdir()
-    steps.synthesise_step(inputs, inputs.metamers, network={"kind": "toy"},
-                          synthesis_settings={"iterations": 10, "learning_rate": 1000.0, "log_every": 5},
-                          targets={"per_word": 2, "seed": 0}, threads=1)
-    made = steps.read_metamers(inputs.metamers)
+    metamers = tmp_path / "toy" / "metamers.h5"
+    metamers.parent.mkdir()
+    synthesis_step.synthesise_step(waveforms_path=waveforms, split_path=split, out_h5=metamers, network={"kind": "toy"},
+                                   synthesis_settings={"iterations": 10, "learning_rate": 1000.0, "log_every": 5},
+                                   targets={"per_word": 2, "seed": 0}, threads=1)
+    made = synthesis_step.read_metamers(metamers)
     assert made["layers"] == ["own", "cube"] and made["metamers"].shape == (2, 4, RATE)
     assert set(made["clip_id"]) <= {c for c in clip_id if "_s0_" in c or "_s1_" in c}  # test speakers only
     assert np.isfinite(made["metamers"][0]).all() and not np.isfinite(made["metamers"][1]).any()
@@ -157,34 +159,36 @@ def test_a_diverged_metamer_is_kept_and_flagged_through_every_step(tmp_path, use
     assert np.abs(made["metamers"][0]).max() > 1  # loud: the WAV must scale it down
 
     out = outputs_in(tmp_path / "toy")
-    steps.validate_step(inputs, out, network={"kind": "toy"}, null=NULL, net_name="toy", threads=1)
-    table = read_csv(out.validation)
+    validation_step.validate_step(metamers_path=metamers, waveforms_path=waveforms, **out, network={"kind": "toy"},
+                                  null=NULL, net_name="toy", threads=1)
+    table = read_csv(out["validation_csv"])
     assert len(table) == 8
     cube, own = table[table.layer == "cube"], table[table.layer == "own"]
     assert cube["diverged"].all() and not cube["passed"].any() and (cube["reason"] == "diverged").all()
     assert cube["wav"].isna().all() and cube[["spearman", "pearson", "snr_db"]].isna().all().all()
     assert not own["diverged"].any() and (own["wav"] == [f"own/{c}.wav" for c in own["clip_id"]]).all()
 
-    written = sorted(p.relative_to(out.wavs).as_posix() for p in out.wavs.rglob("*.wav"))
+    wavs = out["wav_dir"]
+    written = sorted(p.relative_to(wavs).as_posix() for p in wavs.rglob("*.wav"))
     assert written == sorted([f"natural/{c}.wav" for c in made["clip_id"]] + list(own["wav"]))
-    for path in out.wavs.rglob("*.wav"):
+    for path in wavs.rglob("*.wav"):
         info = sf.info(path)
         assert (info.format, info.subtype, info.samplerate, info.frames, info.channels) == \
                ("WAV", "PCM_16", RATE, RATE, 1), path
     for index, clip in enumerate(made["clip_id"]):
-        heard, _ = sf.read(out.wavs / "own" / f"{clip}.wav")
+        heard, _ = sf.read(wavs / "own" / f"{clip}.wav")
         metamer = made["metamers"][0, index]
         assert np.abs(heard).max() == pytest.approx(0.99, abs=1e-4)  # scaled to just below full scale
         np.testing.assert_allclose(heard, metamer / np.abs(metamer).max() * 0.99, atol=1 / 2 ** 15)
 
-    steps.pass_rates_step([out.validation], tmp_path / "pass_rates.csv")
+    pass_rates_step(validation_paths=[out["validation_csv"]], out_csv=tmp_path / "pass_rates.csv")
     rates = read_csv(tmp_path / "pass_rates.csv").set_index("layer")
     assert rates.loc["cube", ["metamers", "passed", "diverged"]].tolist() == [4, 0, 4]
     assert rates.loc["own", ["metamers", "diverged"]].tolist() == [4, 0]
 
     package = tmp_path / "listening"
-    steps.listening_package_step([out.validation], [out.wavs], waveforms, package,
-                                 settings={"participants": 3, "catch_trials": 1, "seed": 0})
+    listening_package_step(validation_paths=[out["validation_csv"]], wav_dirs=[wavs], waveforms_path=waveforms,
+                           out_dir=package, settings={"participants": 3, "catch_trials": 1, "seed": 0})
     trials = read_csv(package / "trials.csv")
     cube_trials = trials[trials.layer == "cube"]
     assert len(cube_trials) > 0 and cube_trials["swapped"].all()

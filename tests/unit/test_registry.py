@@ -28,9 +28,14 @@ def test_every_family_names_a_builder_an_env_and_its_layers():
 
 
 def test_classes_and_continuable_layers_are_declared_per_family():
-    assert registry.has_classes("yamnet", {"kind": "yamnet", "class_map": None})
-    assert registry.has_classes("m", {"kind": "musicnn", "checkpoint": "MTT_musicnn"})
-    assert not registry.has_classes("crepe", {"kind": "crepe"})
+    assert registry.can_tag("yamnet", {"kind": "yamnet", "class_map": None})
+    assert registry.can_tag("m", {"kind": "musicnn", "checkpoint": "MTT_musicnn"})
+    assert not registry.can_tag("crepe", {"kind": "crepe"})
+    keyword = {"kind": "keyword", "arch": "conv2d", "dataset": "words"}
+    assert registry.spec_of("keyword").class_names("kw", keyword).endswith("evaluation.json")
+    assert not registry.can_tag("kw", keyword)  # its words name its classes, they do not tag clips
+    mine = {"kind": "torch_module", "class_names": "classes.csv"}
+    assert registry.can_tag("mine", mine) and not registry.can_tag("mine", {"kind": "torch_module"})
     assert "cnn2" not in registry.continuable({"kind": "musicnn", "checkpoint": "MTT_musicnn"})
     assert registry.continuable({"kind": "yamnet"}) is None
 

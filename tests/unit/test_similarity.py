@@ -164,9 +164,7 @@ def test_rank_reorder_keeps_at_least_one_input_and_gives_nan_when_there_is_no_or
 
 @pytest.mark.parametrize("clips", [20, 36, 77, 99, 100, 101, 123])
 def test_the_dissection_keeps_at_least_five_rank_reorder_inputs_on_small_probe_sets(clips):
-    from audioprobe.dissect.steps import similarity_params
-
-    fraction = similarity_params("rank_reorder", clips)["top_fraction"]
+    fraction = sim.similarity_params("rank_reorder", clips)["top_fraction"]
     assert sim.top_count(fraction, clips) == max(5, math.floor(0.05 * clips))
 
 
@@ -354,12 +352,12 @@ def test_the_closed_concepts_step_gives_the_similarity_functions_the_raw_cosines
     """The workflow step, on files: with the default config, every neuron's top concepts are those of the
     similarity function applied to the stored cosines as they are. Scores of 100 x cosine would give other
     wpmi and soft_wpmi labels on this case, so a x100 anywhere in the step (or a default of 100) fails here."""
-    from types import SimpleNamespace
-
     import pandas as pd
 
     from audioprobe import config
-    from audioprobe.dissect.steps import closed_concepts_step, similarity_params, write_neurons
+    from audioprobe.dissect.concepts import closed_concepts_step
+    from audioprobe.dissect.probing import write_neurons
+    from audioprobe.dissect.similarity import similarity_params
     from audioprobe.io.atomic import read_csv, write_csv
     from audioprobe.io.store import LayerFile, write_arrays
 
@@ -379,13 +377,12 @@ def test_the_closed_concepts_step_gives_the_similarity_functions_the_raw_cosines
     dissect = cfg["dissect"]
     settings = {"similarity": dissect["similarity"], "methods": ["db"],
                 "pruning": {key: dissect["pruning"][key] for key in ("db_function", "tab_function")}}
-    inputs = SimpleNamespace(neurons=[str(tmp_path / "layer1.h5")], scores=str(tmp_path / "scores.h5"),
-                             summaries=str(tmp_path / "summaries.csv"))
-    outputs = SimpleNamespace(top=str(tmp_path / "closed.h5"), table=str(tmp_path / "closed.csv"))
-    closed_concepts_step(inputs, outputs, settings)
+    closed_concepts_step(neuron_paths=[str(tmp_path / "layer1.h5")], scores_path=str(tmp_path / "scores.h5"),
+                         summaries_path=str(tmp_path / "summaries.csv"), out_csv=str(tmp_path / "closed.csv"),
+                         top_h5=str(tmp_path / "closed.h5"), settings=settings)
 
-    table = read_csv(outputs.table)
-    with LayerFile(outputs.top) as stored:
+    table = read_csv(tmp_path / "closed.csv")
+    with LayerFile(tmp_path / "closed.h5") as stored:
         tops = {name: stored.file[f"layer1/db/{name}"][()] for name in dissect["similarity"]["functions"]}
     assert set(tops) == set(FUNCTIONS)
     for name, top in tops.items():

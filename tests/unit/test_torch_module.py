@@ -5,6 +5,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.conftest import noise_clips as waveforms
 from tests.conftest import require
 
 torch = require("torch")
@@ -53,10 +54,6 @@ def saved_net(tmp_path):
     return net, config
 
 
-def waveforms(clips=3, samples=800, seed=1):
-    return np.random.default_rng(seed).standard_normal((clips, samples)).astype(np.float32)
-
-
 def test_activations_are_the_modules_own_outputs_in_canonical_axes(saved_net):
     net, config = saved_net
     adapter = load("mine", config, config["weights"])
@@ -71,6 +68,18 @@ def test_activations_are_the_modules_own_outputs_in_canonical_axes(saved_net):
     np.testing.assert_allclose(acts["head"][:, 0, 0, 0, :], logits.numpy(), atol=1e-6)
     assert adapter.layer_shape("act2", 800) == acts["act2"].shape[1:]
     assert len(adapter.weights_sha256) == 64
+
+
+def test_a_clip_shorter_than_the_minimum_is_zero_padded_at_its_end(saved_net):
+    net, config = saved_net
+    adapter = load("mine", config, config["weights"])
+    short = waveforms(samples=40)
+    padded = np.pad(short, ((0, 0), (0, config["min_samples"] - 40)))
+    np.testing.assert_array_equal(adapter.activations(short, ["head"])["head"],
+                                  adapter.activations(padded, ["head"])["head"])
+    with torch.no_grad():
+        logits = net(torch.as_tensor(padded))
+    np.testing.assert_allclose(adapter.activations(short, ["head"])["head"][:, 0, 0, 0], logits.numpy(), atol=1e-6)
 
 
 def test_forward_from_any_layer_gives_the_modules_logits(saved_net):

@@ -138,7 +138,7 @@ def test_load_refuses_other_models(trained, tmp_path):
 
 
 def test_keyword_networks_never_early_stop_on_test_clips():
-    from audioprobe.metamers.steps import validation_mask
+    from audioprobe.metamers.keyword_models import validation_mask
 
     masks = {"train": np.array([True, True, False, False]), "val": np.array([False, False, True, False]),
              "test": np.array([False, False, False, True])}
@@ -191,27 +191,27 @@ def test_a_keyword_network_recognises_held_out_voices(tmp_path, monkeypatch):
     synthesis loads it, names the right word for every test clip. The tiny workflow run cannot show this:
     3 epochs on 10 training clips stay at chance (tests/test_study2.py)."""
     import json
-    from types import SimpleNamespace
 
-    from audioprobe.metamers import steps
+    from audioprobe.metamers.keyword_models import train_keyword_model_step
+    from audioprobe.metamers.networks import load_network
 
     waves, word, group = keyword_set(tmp_path)
     # each workflow job sets its thread count in a fresh process; here TensorFlow is already running
     monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda threads: None)
-    out = SimpleNamespace(weights=tmp_path / "conv2d.weights.h5", history=tmp_path / "history.csv",
-                          evaluation=tmp_path / "evaluation.json")
     model = {"arch": "conv2d", "frontend": {"kind": "cochleagram", "n": 10, "sample_factor": 1, "kernel_taps": 161},
              "groups": 8, "sizes": "seed"}
     training = {"epochs": 5, "batch_size": 8, "learning_rate": 1e-3, "patience": 6, "seed": 0}
-    steps.train_keyword_model_step(tmp_path / "waveforms.h5", tmp_path / "split.csv", out, model=model,
-                                   training=training, threads=1)
-    evaluation = json.loads(out.evaluation.read_text())
+    weights, evaluation_json = tmp_path / "conv2d.weights.h5", tmp_path / "evaluation.json"
+    train_keyword_model_step(waveforms_path=tmp_path / "waveforms.h5", split_path=tmp_path / "split.csv",
+                             weights_h5=weights, history_csv=tmp_path / "history.csv", evaluation_json=evaluation_json,
+                             model=model, training=training, threads=1)
+    evaluation = json.loads(evaluation_json.read_text())
     test = evaluation["test"]
     assert test["n"] == 24 and test["per_class_n"] == {"high": 12, "low": 12}
     assert test["accuracy"] >= 0.9  # chance is 0.5; 22 of 24 right has a Wilson lower bound of 0.74
     assert min(test["per_class"].values()) >= 0.75
     held_out = np.isin(group, ["s6", "s7"])
-    net = steps.load_network({**model, "kind": "keyword"}, SimpleNamespace(weights=out.weights,
-                                                                           evaluation=out.evaluation), 16000, 1)
+    net = load_network({**model, "kind": "keyword"}, 16000, 1, weights_path=weights,
+                       evaluation_path=evaluation_json)
     predicted = np.array(evaluation["class_names"])[net.predict(waves[held_out])]
     assert np.mean(predicted == word[held_out]) == test["accuracy"]

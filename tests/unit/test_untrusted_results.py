@@ -242,7 +242,7 @@ def unrecorded_layer_file(path, case):
 
 @pytest.mark.parametrize("case", MISSING_RECORDS)
 def test_a_layer_file_without_the_records_of_its_extraction_is_refused_by_every_reader(tmp_path, case):
-    from audioprobe.dissect import steps as dissect_steps
+    from audioprobe.dissect.probing import neurons_step
     from audioprobe.io.store import NotExtractedError
     from audioprobe.latent import steps as latent_steps
 
@@ -262,9 +262,9 @@ def test_a_layer_file_without_the_records_of_its_extraction_is_refused_by_every_
         "latent layer_matrix": lambda: latent_steps.layer_matrix(path),
         "latent project_layer": lambda: latent_steps.project_layer(path, split, tmp_path / "out" / "projection.h5",
                                                                    components=2, seed=0),
-        "dissect neurons_step": lambda: dissect_steps.neurons_step(
-            path, split, tmp_path / "out" / "neurons.h5",
-            {"pool": "mean", "top_k": 1, "neurons": {"per_layer": 1, "seed": 0}}),
+        "dissect neurons_step": lambda: neurons_step(
+            layer_path=path, split_path=split, out_h5=tmp_path / "out" / "neurons.h5",
+            settings={"pool": "mean", "top_k": 1, "neurons": {"per_layer": 1, "seed": 0}}),
     }
     for read in readers.values():
         with pytest.raises(NotExtractedError, match=expected):
@@ -384,7 +384,7 @@ def made_metamers(clips=2, samples=1600):
 
 
 def test_the_metamer_wav_folder_is_written_whole_and_replaces_the_old_one(tmp_path, monkeypatch):
-    from audioprobe.metamers.steps import write_wav_folder
+    from audioprobe.metamers.validation_step import write_wav_folder
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "results" / "metamers" / "d" / "yamnet" / "wavs"
@@ -398,7 +398,7 @@ def test_the_metamer_wav_folder_is_written_whole_and_replaces_the_old_one(tmp_pa
 def test_the_metamer_wav_folder_under_a_link_out_of_results_deletes_and_writes_nothing(tmp_path, monkeypatch):
     """results/metamers is a symbolic link to a folder outside: the old folder and a leftover .part folder
     there are someone else's files, and must survive; no WAV may be written there."""
-    from audioprobe.metamers.steps import write_wav_folder
+    from audioprobe.metamers.validation_step import write_wav_folder
 
     work, outside = tmp_path / "work", tmp_path / "outside"
     (work / "results").mkdir(parents=True)

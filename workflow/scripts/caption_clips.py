@@ -1,8 +1,9 @@
 """Caption every probe clip with the configured backend (cached by audio content)."""
 
-from audioprobe.dissect.steps import captions_step
+from audioprobe.dissect.caption_step import captions_step
 from audioprobe.workflow import setup
 
 setup(snakemake)
-captions_step(snakemake.input.manifest, snakemake.params.root, snakemake.input.split, snakemake.output[0],
-              snakemake.params.captions, snakemake.input)
+captions_step(manifest_path=snakemake.input.manifest, root=snakemake.params.root, split_path=snakemake.input.split,
+              out_csv=snakemake.output[0], settings=snakemake.params.captions,
+              class_map_path=snakemake.input.get("class_map"))

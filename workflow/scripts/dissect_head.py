@@ -1,6 +1,6 @@
 """A linear head on the frozen network's embedding, trained on the probe clips' classes."""
 
-from audioprobe.dissect.steps import head_step
+from audioprobe.dissect.probing import head_step
 from audioprobe.models import load
 from audioprobe.workflow import setup
 
@@ -8,5 +8,6 @@ setup(snakemake)
 settings = snakemake.params.dissect
 model = load(snakemake.wildcards.model, snakemake.params.model_config, snakemake.params.weights,
              threads=snakemake.threads)
-head_step(snakemake.input.layer, snakemake.input.split, snakemake.output, label=settings["label"],
+head_step(layer_path=snakemake.input.layer, split_path=snakemake.input.split, head_h5=snakemake.output.head,
+          neurons_h5=snakemake.output.neurons, evaluation_json=snakemake.output.evaluation, label=settings["label"],
           settings=settings, model=model)

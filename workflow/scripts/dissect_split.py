@@ -1,6 +1,6 @@
 """Hold out whole recording groups from probing; the rest are the probe clips."""
 
-from audioprobe.dissect.steps import make_split
+from audioprobe.dissect.probing import make_split
 from audioprobe.workflow import setup
 
 setup(snakemake)

@@ -1,6 +1,6 @@
 """Every clip of the keyword dataset as fixed-length 16-kHz waveforms in one HDF5 file."""
 
-from audioprobe.metamers.steps import keyword_waveforms
+from audioprobe.metamers.waveforms import keyword_waveforms
 from audioprobe.workflow import setup
 
 log = setup(snakemake)

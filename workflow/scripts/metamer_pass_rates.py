@@ -1,7 +1,7 @@
 """Share of validated metamers per network and layer."""
 
-from audioprobe.metamers.steps import pass_rates_step
+from audioprobe.metamers.pass_rates import pass_rates_step
 from audioprobe.workflow import setup
 
 setup(snakemake)
-pass_rates_step(snakemake.input, snakemake.output[0])
+pass_rates_step(validation_paths=snakemake.input, out_csv=snakemake.output[0])
