@@ -226,7 +226,8 @@ def test_a_malformed_projection_is_refused_naming_the_key(value, message):
 
 
 @pytest.mark.parametrize("store, sections, message", [
-    ({"layer3": {"project": 256}}, {"dissect": {"runs": [{"model": "yamnet", "dataset": "maas-synth"}]}},
+    ({"layer3": {"project": 256}},
+     {"dissect": {"runs": [{"model": "yamnet", "dataset": "maas-synth"}], "layers": "all"}},
      r"^activations.store.layer3: layer3 is stored projected, but Study 3 continues the network from it "
      r"\(dissect.layers: all, for dissect.runs\[0\]\) and needs its full activations: remove layer3 from "
      r"activations.store to store it full, or list dissect.layers without it"),
