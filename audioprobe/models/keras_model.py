@@ -118,13 +118,19 @@ class KerasAdapter(GenericAdapter):
                 return out
             return call
 
-        self.model._run_through_graph(placeholder, operation_fn=operation_fn)
+        # The graph's own Input is no operation the graph runs, so operation_fn cannot replace it: continuing
+        # from it is running the graph on the activations.
+        graph_input = substitute if self._is_input(layer) else placeholder
+        self.model._run_through_graph(graph_input, operation_fn=operation_fn)
         logits = tf.reshape(captured["logits"], (clips, patches, -1))
         scores = tf.sigmoid(logits) if self._scores == "sigmoid" else tf.nn.softmax(logits, axis=-1)
         outputs = {"logits": logits.numpy(), "scores": scores.numpy()}
         if layer != self._head:  # continued from the head itself, its input (the embedding) is not known
             outputs["embedding"] = tf.reshape(captured["embedding"], (clips, patches, -1)).numpy()
         return outputs
+
+    def _is_input(self, layer: str) -> bool:
+        return layer in {tensor._keras_history.operation.name for tensor in self.model.inputs}
 
     # --- inputs and layouts ----------------------------------------------------------------------------------
     def _padded(self, waveforms: np.ndarray) -> np.ndarray:

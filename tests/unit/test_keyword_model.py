@@ -45,7 +45,8 @@ def test_the_adapter_is_the_classifier_on_the_front_end(trained):
     expected = classifier(frontend(tf.constant(x)), training=False).numpy()
     acts = adapter.activations(x, list(registry.layer_names(entry)))
     np.testing.assert_allclose(acts["logits"].reshape(2, -1), expected, atol=1e-5)
-    for layer in ("conv_1", "dense"):
+    # the input representation is the classifier's Keras Input: continuing from it runs the whole classifier
+    for layer in ("input_representation", "conv_0", "conv_1", "dense"):
         logits = adapter.forward_from(layer, acts[layer])["logits"]
         np.testing.assert_allclose(logits.reshape(2, -1), expected, atol=1e-4)
     assert acts["input_representation"].shape[-1] == frontend.output_shape(16000)[0]  # bands are its channels
