@@ -53,6 +53,8 @@ class ModelAdapter(ABC):
     weights_sha256: str = ""
     #: how the network's logits become its output scores: "sigmoid" (independent classes) or "softmax"
     scores: str = "sigmoid"
+    #: the cached layer whose output is the logits, if the network caches it (None: no layer is)
+    head_layer: str | None = None
 
     @abstractmethod
     def layers(self) -> list[str]:

@@ -128,6 +128,7 @@ class TorchAdapter(GenericAdapter):
                                  f"submodules are {', '.join(p for p in submodules if p)}")
         self._paths, self._layouts = dict(layers), dict(layouts)
         self._submodules, self._head, self._head_path = submodules, submodules[head], head
+        self.head_layer = next((layer for layer, path in layers.items() if path == head), None)
 
     # --- interface -------------------------------------------------------------------------------------------
     def layers(self) -> list[str]:

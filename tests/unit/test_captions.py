@@ -242,3 +242,17 @@ def test_musicnn_tags_a_clip_for_the_captions():
                 "min_score": 0.1, "top": 3, "exclude": []}
     (caption,) = captions.TagCaptioner(settings).caption([synthetic("drums", drum_loop(3.5), 16000)])
     assert any(tag in caption for tag in ("drums", "beat", "techno")), caption
+
+
+def test_a_tagger_on_the_logits_layer_gives_the_networks_own_scores():
+    """The tagger reads musicnn's taggram (its logits) and takes their sigmoid instead of running the network on
+    from them: the same scores as the continuation, without its second pass."""
+    from audioprobe import models
+    from tests.unit.test_musicnn import drum_loop
+
+    adapter = models.load("musicnn", {"kind": "musicnn", "checkpoint": "MTT_musicnn"}, None)
+    assert adapter.head_layer == "taggram"
+    clips = np.stack([drum_loop(1.0), np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3])
+    logits = adapter.activations(clips, ["taggram"])["taggram"]
+    continued = adapter.forward_from("taggram", logits)["scores"].mean(axis=1)
+    np.testing.assert_allclose(captions.model_tagger(adapter)(clips), continued, atol=1e-6)
