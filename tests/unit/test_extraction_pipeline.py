@@ -467,7 +467,7 @@ def test_the_schema_takes_full_pooled_or_the_axes_to_pool():
 
 
 @pytest.mark.parametrize("store, sections, message", [
-    ({"layer3": "pooled"}, {"latent": {"flow": {"layer": "layer12"}}},
+    ({"layer3": "pooled"}, {"latent": {"flow": {"layer": "layer12"}}, "dissect": {"layers": "all"}},
      r"activations.store.layer3: layer3 is stored pooled, but Study 3 continues the network from it "
      r"\(dissect.layers: all, for dissect.runs\[0\]\) and needs its full activations: remove layer3 from "
      r"activations.store to store it full, or list dissect.layers without it"),
