@@ -193,23 +193,12 @@ def model_tagger(adapter, layer: str | None = None):
 
     def tagger(waveforms: np.ndarray) -> np.ndarray:
         activations = adapter.activations(waveforms, [layer])[layer]
-        if layer == adapter.head_layer:  # the logits themselves: no need to run the network on from them
-            return scores_of(activations.reshape(*activations.shape[:2], -1), adapter.scores).mean(axis=1)
         return adapter.forward_from(layer, activations)["scores"].mean(axis=1)
 
     tagger.name = adapter.name
     tagger.version = adapter.weights_sha256
     tagger.sample_rate = adapter.sample_rate
     return tagger
-
-
-def scores_of(logits: np.ndarray, kind: str) -> np.ndarray:
-    """A network's scores from its logits over the last axis: ``sigmoid`` or ``softmax``."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if kind == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _tagger_name(settings: dict) -> str:

@@ -18,6 +18,15 @@ SCORES = ("sigmoid", "softmax")
 CUT_TOLERANCE = 1e-5
 
 
+def scores_of(logits: np.ndarray, kind: str) -> np.ndarray:
+    """A network's scores from its logits over the last axis (``kind``: one of SCORES), in float32."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if kind == "sigmoid":
+        return np.exp(-np.logaddexp(np.float32(0), -logits))  # 1 / (1 + e^-x), without overflow
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def fake_relu(x):
     """max(x, 0) forward; the gradient passes through unchanged, also where x < 0 (Feather et al. 2019,
     ``FakeReLU`` in model_metamers_pytorch), so a unit that is off in the metamer can still be pulled on.

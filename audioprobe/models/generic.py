@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audioprobe.models.base import CUT_TOLERANCE, SCORES, ModelAdapter
+from audioprobe.models.base import CUT_TOLERANCE, SCORES, ModelAdapter, scores_of
 
 
 class GenericAdapter(ModelAdapter):
@@ -41,8 +41,17 @@ class GenericAdapter(ModelAdapter):
         self.check_layers([layer])
         masks = self._checked_masks(layer, channel_masks or {})
         acts = np.asarray(activations, dtype=np.float32)
+        if layer == self.head_layer and acts.shape[2:4] == (1, 1):
+            return self._from_logits(acts * masks.get(layer, np.float32(1)))
         self._check_cut(layer, acts[:1])
         return self._continue_numpy(layer, acts, masks, None)
+
+    def _from_logits(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """Continued from the head, whose activations are the logits (one vector per patch), the network has
+        nothing left to run: the outputs are the logits and their scores (the embedding, the head's input, is
+        not known)."""
+        logits = logits.reshape(*logits.shape[:2], -1)
+        return {"logits": logits, "scores": scores_of(logits, self._scores)}
 
     def _checked_masks(self, layer: str, channel_masks: dict) -> dict[str, np.ndarray]:
         self.check_layers(list(channel_masks))

@@ -64,7 +64,8 @@ class KerasAdapter(GenericAdapter):
             if layer not in known:
                 raise ValueError(f"{self._key}: the model has no layer {layer!r}; its layers are {', '.join(known)}")
         self._layers, self._layouts = list(layers), dict(layouts or {})
-        self._head = self.head_layer = head or layers[-1]
+        self._head = head or layers[-1]
+        self.head_layer = self._head if self._head in self._layers else None
         self._frontend = frontend
         self._compiled: dict = {}
 

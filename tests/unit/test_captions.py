@@ -245,8 +245,8 @@ def test_musicnn_tags_a_clip_for_the_captions():
 
 
 def test_a_tagger_on_the_logits_layer_gives_the_networks_own_scores():
-    """The tagger reads musicnn's taggram (its logits) and takes their sigmoid instead of running the network on
-    from them: the same scores as the continuation, without its second pass."""
+    """The tagger reads musicnn's taggram (its logits), from which forward_from takes their sigmoid without
+    running the graph again: the same scores as the graph's own continuation."""
     from audioprobe import models
     from tests.unit.test_musicnn import drum_loop
 
@@ -254,5 +254,5 @@ def test_a_tagger_on_the_logits_layer_gives_the_networks_own_scores():
     assert adapter.head_layer == "taggram"
     clips = np.stack([drum_loop(1.0), np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3])
     logits = adapter.activations(clips, ["taggram"])["taggram"]
-    continued = adapter.forward_from("taggram", logits)["scores"].mean(axis=1)
-    np.testing.assert_allclose(captions.model_tagger(adapter)(clips), continued, atol=1e-6)
+    through_the_graph = adapter._continue_numpy("taggram", logits, {}, None)["scores"].mean(axis=1)
+    np.testing.assert_allclose(captions.model_tagger(adapter)(clips), through_the_graph, atol=1e-6)

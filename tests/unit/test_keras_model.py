@@ -53,6 +53,19 @@ def test_activations_and_forward_from_any_layer_give_the_models_own_numbers(save
     assert adapter.layer_shape("act2", 800) == acts["act2"].shape[1:]
 
 
+def test_continuing_from_the_head_is_its_logits_masked_as_the_graph_masks_them(saved_model):
+    _, config = saved_model
+    adapter = load("mine", config, config["file"])
+    assert adapter.head_layer == "head"
+    head = adapter.activations(waveforms(), ["head"])["head"]
+    for masks in ({}, {"head": np.array([1, 0, 1], np.float32)}):
+        out = adapter.forward_from("head", head, masks)
+        graph = adapter._continue_numpy("head", head, masks, None)
+        assert out.keys() == graph.keys() == {"logits", "scores"}
+        for key in out:
+            np.testing.assert_allclose(out[key], graph[key], atol=1e-6)
+
+
 def test_a_channel_mask_equals_removing_the_channels_filter(saved_model):
     model, config = saved_model
     adapter = load("mine", config, config["file"])

@@ -96,6 +96,19 @@ def test_forward_from_any_layer_gives_the_modules_logits(saved_net):
         assert out["embedding"].shape == (3, 1, 6)
 
 
+def test_continuing_from_the_head_is_its_logits_masked_as_the_graph_masks_them(saved_net):
+    _, config = saved_net
+    adapter = load("mine", config, config["weights"])
+    assert adapter.head_layer == "head"
+    head = adapter.activations(waveforms(), ["head"])["head"]
+    for masks in ({}, {"head": np.array([0, 1, 1], np.float32)}):
+        out = adapter.forward_from("head", head, masks)
+        graph = adapter._continue_numpy("head", head, masks, None)
+        assert out.keys() == graph.keys() == {"logits", "scores"}
+        for key in out:
+            np.testing.assert_allclose(out[key], graph[key], atol=1e-6)
+
+
 def test_a_channel_mask_equals_removing_the_channels_filter(saved_net):
     net, config = saved_net
     adapter = load("mine", config, config["weights"])
