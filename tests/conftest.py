@@ -78,6 +78,18 @@ def noise_clips(clips=3, samples=800, seed=1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((clips, samples)).astype(np.float32)
 
 
+def assert_head_continuation_is_the_graphs(adapter, head_mask: np.ndarray) -> None:
+    """Continuing a generic adapter from its head (its logits, which it returns without running the graph)
+    gives what the graph's own continuation gives, unmasked and with ``head_mask`` on the head."""
+    head = adapter.activations(noise_clips(), [adapter.head_layer])[adapter.head_layer]
+    for masks in ({}, {adapter.head_layer: head_mask}):
+        out = adapter.forward_from(adapter.head_layer, head, masks)
+        graph = adapter._continue_numpy(adapter.head_layer, head, masks, None)
+        assert out.keys() == graph.keys() == {"logits", "scores"}
+        for key in out:
+            np.testing.assert_allclose(out[key], graph[key], atol=1e-6)
+
+
 def unfolded_yamnet_variables(weights, seed=0) -> dict[str, np.ndarray]:
     """Unfolded variables named as in YAMNet's Keras model (as TF Hub's SavedModel has them), whose batch norm
     folds back into ``weights``."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import noise_clips as waveforms
-from tests.conftest import require
+from tests.conftest import assert_head_continuation_is_the_graphs, require
 
 tf = require("tensorflow")
 keras = require("keras")
@@ -57,13 +57,7 @@ def test_continuing_from_the_head_is_its_logits_masked_as_the_graph_masks_them(s
     _, config = saved_model
     adapter = load("mine", config, config["file"])
     assert adapter.head_layer == "head"
-    head = adapter.activations(waveforms(), ["head"])["head"]
-    for masks in ({}, {"head": np.array([1, 0, 1], np.float32)}):
-        out = adapter.forward_from("head", head, masks)
-        graph = adapter._continue_numpy("head", head, masks, None)
-        assert out.keys() == graph.keys() == {"logits", "scores"}
-        for key in out:
-            np.testing.assert_allclose(out[key], graph[key], atol=1e-6)
+    assert_head_continuation_is_the_graphs(adapter, np.array([1, 0, 1], np.float32))
 
 
 def test_a_channel_mask_equals_removing_the_channels_filter(saved_model):
