@@ -15,6 +15,8 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset=one_of(list(config["datasets"])),
     model=one_of(list(config["models"])),
+    model_a=one_of(list(config["models"])),
+    model_b=one_of(list(config["models"])),
     layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),
     arch=one_of(keyword_architectures()),
     net=one_of(metamer_networks()),
@@ -28,6 +30,7 @@ include: "rules/disentangle.smk"
 include: "rules/transfer.smk"
 include: "rules/metamers.smk"
 include: "rules/dissect.smk"
+include: "rules/compare.smk"
 
 
 rule all:
@@ -37,3 +40,4 @@ rule all:
         latent_outputs(),
         metamer_outputs(),
         dissect_outputs(),
+        compare_outputs(),

@@ -157,6 +157,21 @@ def flow_layer(config: dict, model: str, layer_names) -> str | None:
 
 
 
+def check_compare(config: dict) -> None:
+    """Each compare run names a dataset once, and every model it names is an activation run on it."""
+    extracted = {(run["model"], run["dataset"]) for run in config["activations"]["runs"]}
+    seen = set()
+    for index, run in enumerate(config.get("compare", {}).get("runs", [])):
+        if run["dataset"] in seen:
+            raise ConfigError(f"compare.runs[{index}]: {run['dataset']!r} has an earlier run; list all the models "
+                              "compared on a dataset in one run")
+        seen.add(run["dataset"])
+        for model in run["models"]:
+            if (model, run["dataset"]) not in extracted:
+                raise ConfigError(f"compare.runs[{index}].models: {model} on {run['dataset']} is not in "
+                                  "activations.runs; add it there so its activations are extracted")
+
+
 def check_dissect(config: dict, layer_names) -> None:
     """Study 3 runs must be activation runs with every dissected layer cached, and models they name exist."""
     dissect = config.get("dissect", {})

@@ -23,6 +23,7 @@ apconfig.check_latent(config, layer_names)
 apconfig.check_metamers(config, layer_names)
 apconfig.check_dissect(config, layer_names)
 apconfig.check_storage(config, layer_names)
+apconfig.check_compare(config)
 for warning in apconfig.check_circular(config):
     logger.warning(warning)
 
@@ -648,4 +649,72 @@ def dissect_outputs():
             f"{base}/interpretability.csv",
             f"{base}/interpretability.png",
         ]
+    return outputs
+
+
+# --- comparisons -----------------------------------------------------------------------------------------
+
+
+def compare_runs():
+    return [(run["dataset"], run["models"]) for run in config["compare"]["runs"]]
+
+
+def compared_models(dataset):
+    return next(models for name, models in compare_runs() if name == dataset)
+
+
+def model_pairs(models):
+    """Each model with itself and with every other, each pair once, in name order: adding a model to a run adds
+    only its own pairs, and the files of the others keep their names."""
+    names = sorted(models)
+    return [(a, b) for i, a in enumerate(names) for b in names[i:]]
+
+
+def compare_setting(key):
+    def setting(wildcards):
+        return config["compare"][key]
+
+    return setting
+
+
+def pooled_layer_files(model, dataset):
+    return {layer: f"results/activations/{model}/{dataset}/pooled/{layer}.h5" for layer in run_layers(model)}
+
+
+def cka_pair_inputs(wildcards):
+    a = pooled_layer_files(wildcards.model_a, wildcards.dataset)
+    b = pooled_layer_files(wildcards.model_b, wildcards.dataset)
+    return {"a": list(a.values()), "b": list(b.values())}
+
+
+def cka_pair_layers(wildcards):
+    return {"a": run_layers(wildcards.model_a), "b": run_layers(wildcards.model_b)}
+
+
+def pooled_layer_files_of(wildcards):
+    return list(pooled_layer_files(wildcards.model, wildcards.dataset).values())
+
+
+def relative_depth_of(wildcards):
+    """Each cached layer's index in the model's full list of layers over the last index (0 input side, 1 last)."""
+    every = layer_names(config["models"][wildcards.model])
+    return {layer: every.index(layer) / max(len(every) - 1, 1) for layer in run_layers(wildcards.model)}
+
+
+def compared_models_of(wildcards):
+    return compared_models(wildcards.dataset)
+
+
+def label_rsa_tables(wildcards):
+    return [f"results/compare/{wildcards.dataset}/label_rsa/{m}.csv" for m in compared_models(wildcards.dataset)]
+
+
+def compare_outputs():
+    outputs = []
+    for dataset, models in compare_runs():
+        base = f"results/compare/{dataset}"
+        for a, b in model_pairs(models):
+            outputs += [f"{base}/cka/{a}/{b}.csv", f"{base}/cka/{a}/{b}.png"]
+        outputs += [f"{base}/label_rsa/{model}.csv" for model in models]
+        outputs.append(f"{base}/label_rsa/profiles.png")
     return outputs

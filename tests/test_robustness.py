@@ -398,6 +398,10 @@ RERUN_CASES = [
                  {"calibrate_summaries": 1, "open_concepts": 1, "icl_concepts": 1, "evaluate_last_layer": 1,
                   "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
                  id="calibration-threshold"),
+    # Comparisons: each setting reruns its own measure (and the profile figure that reads the RSA tables).
+    pytest.param({"compare": {"cka": {"unbiased": False}}}, {"cka_pair": 1, "all": 1}, id="cka-estimator"),
+    pytest.param({"compare": {"label_rsa": {"bootstrap": 30}}}, {"label_rsa": 1, "layer_profiles": 1, "all": 1},
+                 id="label-rsa-bootstrap"),
 ]
 
 

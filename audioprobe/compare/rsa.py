@@ -239,7 +239,7 @@ def compare_rdms(model_rdm, target_rdms, method: str = "spearman") -> np.ndarray
 
 
 def bootstrap_ci(features, target_rdms, method: str = "spearman", n_bootstrap: int = 1000, seed: int = 0,
-                 ci: float = 0.95, rdm_method: str = "correlation") -> BootstrapCI:
+                 ci: float = 0.95, rdm_method: str = "correlation", groups=None) -> BootstrapCI:
     """Percentile bootstrap interval over stimuli of the similarity between a layer's RDM (from
     ``features`` [stimuli, units] with ``rdm_method``) and target RDMs (averaged over participants).
 
@@ -248,7 +248,13 @@ def bootstrap_ci(features, target_rdms, method: str = "spearman", n_bootstrap: i
     ``RDMs.subsample_pattern`` (equal to recomputing them on the resampled stimuli, with the pairs of a
     stimulus with its own copy excluded), the statistic is the mean over target RDMs of ``rdm.compare``,
     and a sample with fewer than 3 distinct stimuli is NaN and left out of the interval. Participants
-    are not resampled. The interval is the (1-ci)/2 and 1-(1-ci)/2 quantiles of the valid samples."""
+    are not resampled. The interval is the (1-ci)/2 and 1-(1-ci)/2 quantiles of the valid samples.
+
+    With ``groups`` (one id per stimulus, e.g. the recording a clip was cut from) the bootstrap draws groups
+    instead: as many groups as there are, with replacement, each with all its stimuli. Pairs between two
+    copies of the same group are excluded, as a stimulus's pair with its own copy is above: they would be
+    within-group pairs that the data hold only once, and counting them again inflates the statistic
+    whenever stimuli of a group resemble each other (clips of one recording do)."""
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), e.g. 0.95, got {ci!r}")
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 2:
@@ -261,7 +267,12 @@ def bootstrap_ci(features, target_rdms, method: str = "spearman", n_bootstrap: i
                          f"{n_stimuli_of(targets.shape[1])}: both must be on the same stimuli, in the same order")
     method = _method(method)
     estimate = float(np.mean(_compare(model, targets, method)))
-    samples = _bootstrap_samples(model, targets, method, int(n_bootstrap), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        samples = _bootstrap_samples(model, targets, method, int(n_bootstrap), rng)
+    else:
+        samples = _group_bootstrap_samples(model, targets, method, int(n_bootstrap), rng,
+                                           _group_codes(groups, n_stimuli_of(model.shape[1])))
     valid = samples[np.isfinite(samples)]
     if valid.size < 2:
         raise ValueError("fewer than 2 bootstrap samples were valid: give more stimuli")
@@ -277,6 +288,39 @@ def _bootstrap_samples(model: np.ndarray, targets: np.ndarray, method: str, n_bo
         index = rng.integers(0, n, size=n)
         if len(np.unique(index)) >= MIN_UNIQUE_STIMULI:
             samples[i] = np.mean(_compare(_resampled(model, index), _resampled(targets, index), method))
+    return samples
+
+
+def _group_codes(groups, n_stimuli: int) -> np.ndarray:
+    codes = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))[0]
+    if len(codes) != n_stimuli or (codes < 0).any():
+        raise ValueError(f"groups must give one group id per stimulus ({n_stimuli}), none missing, "
+                         f"got {len(codes)}")
+    if codes.max() + 1 < MIN_UNIQUE_STIMULI:
+        raise ValueError(f"a group bootstrap needs at least {MIN_UNIQUE_STIMULI} groups, got {codes.max() + 1}: "
+                         "bootstrap over stimuli instead (groups=None)")
+    return codes
+
+
+def _group_bootstrap_samples(model: np.ndarray, targets: np.ndarray, method: str, n_bootstrap: int,
+                             rng: np.random.Generator, codes: np.ndarray) -> np.ndarray:
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    square_model, square_targets = _square(model), _square(targets)
+    samples = np.full(n_bootstrap, np.nan)
+    for i in range(n_bootstrap):
+        drawn = rng.integers(0, len(members), size=len(members))
+        index = np.concatenate([members[g] for g in drawn])
+        copy = np.repeat(np.arange(len(drawn)), [len(members[g]) for g in drawn])
+        if len(np.unique(index)) < MIN_UNIQUE_STIMULI:
+            continue
+        upper = np.triu_indices(len(index), k=1)
+        i_, j_ = index[upper[0]], index[upper[1]]
+        repeated = (codes[i_] == codes[j_]) & (copy[upper[0]] != copy[upper[1]])
+        resampled_model = square_model[:, i_, j_]
+        resampled_model[:, repeated] = np.nan
+        resampled_targets = square_targets[:, i_, j_]
+        resampled_targets[:, repeated] = np.nan
+        samples[i] = np.mean(_compare(resampled_model, resampled_targets, method))
     return samples
 
 

@@ -48,6 +48,7 @@ def yamnet_only(cfg: dict) -> None:
         cfg[section]["runs"] = [run for run in cfg[section]["runs"] if run["model"] == "yamnet"]
         if isinstance(cfg[section].get("layers"), dict):
             cfg[section]["layers"] = cfg[section]["layers"].get("yamnet", "all")
+    cfg["compare"]["runs"] = [{**run, "models": ["yamnet"]} for run in cfg["compare"]["runs"]]
 
 
 def _merge(base, override):
@@ -64,6 +65,7 @@ def check_all(cfg):
     config.check_latent(cfg, layer_names)
     config.check_metamers(cfg, layer_names)
     config.check_dissect(cfg, layer_names)
+    config.check_compare(cfg)
 
 
 def test_the_default_config_passes_every_check():
@@ -94,6 +96,13 @@ def test_the_default_config_passes_every_check():
      "dissect.calibration.threshold: 1.5 is greater than the maximum of 1"),
     ({"activations": {"runs": [{"model": "yamnet", "dataset": "maas-synth", "extra": 1}]}},
      "activations.runs[0]: Additional properties are not allowed ('extra' was unexpected)"),
+    ({"compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet", "crepe"]}]}},
+     "compare.runs[0].models: crepe on maas-synth is not in activations.runs; add it there"),
+    ({"compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet"]}] * 2}},
+     "compare.runs[1]: 'maas-synth' has an earlier run; list all the models compared on a dataset in one run"),
+    ({"compare": {"label_rsa": {"unit": "speaker"}}},
+     "compare.label_rsa.unit: 'speaker' is not one of ['group', 'clip']"),
+    ({"compare": {"label_rsa": {"methods": ["pearson"]}}}, "compare.label_rsa.methods[0]: 'pearson' is not one of"),
 ])
 def test_a_bad_setting_is_refused_naming_its_key(sections, message):
     with pytest.raises(config.ConfigError) as error:
