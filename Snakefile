@@ -17,6 +17,7 @@ wildcard_constraints:
     model=one_of(list(config["models"])),
     model_a=one_of(list(config["models"])),
     model_b=one_of(list(config["models"])),
+    target=one_of(names_of_kind("datasets", "target")),
     layer=one_of(sorted({layer for model in config["models"] for layer in run_layers(model)})),
     arch=one_of(keyword_architectures()),
     net=one_of(metamer_networks()),

@@ -170,6 +170,28 @@ def check_compare(config: dict) -> None:
             if (model, run["dataset"]) not in extracted:
                 raise ConfigError(f"compare.runs[{index}].models: {model} on {run['dataset']} is not in "
                                   "activations.runs; add it there so its activations are extracted")
+        for target in run.get("targets", []):
+            entry = config["datasets"].get(target)
+            if entry is None or entry["kind"] != "target":
+                raise ConfigError(f"compare.runs[{index}].targets: {target!r} is not a dataset of kind target")
+            if entry["stimuli"] != run["dataset"]:
+                raise ConfigError(f"compare.runs[{index}].targets: {target!r} holds responses to "
+                                  f"{entry['stimuli']!r}, not to {run['dataset']!r}; compare it in that dataset's run")
+
+
+def check_targets(config: dict) -> None:
+    """A target's stimuli are an audio dataset, and no audio step reads a target."""
+    datasets = config["datasets"]
+    for name, entry in datasets.items():
+        if entry["kind"] == "target" and datasets.get(entry["stimuli"], {}).get("kind") in (None, "target"):
+            raise ConfigError(f"datasets.{name}.stimuli: {entry['stimuli']!r} is not an audio dataset under datasets "
+                              f"(configured: {', '.join(n for n, e in datasets.items() if e['kind'] != 'target')})")
+    readers = [(f"activations.runs[{i}].dataset", run["dataset"]) for i, run in enumerate(config["activations"]["runs"])]
+    readers.append(("metamers.dataset", config.get("metamers", {}).get("dataset")))
+    for key, name in readers:
+        if datasets.get(name, {}).get("kind") == "target":
+            raise ConfigError(f"{key}: {name!r} is a target (responses, no audio); name its stimuli dataset "
+                              f"{datasets[name]['stimuli']!r} instead")
 
 
 def check_dissect(config: dict, layer_names) -> None:

@@ -23,6 +23,7 @@ apconfig.check_latent(config, layer_names)
 apconfig.check_metamers(config, layer_names)
 apconfig.check_dissect(config, layer_names)
 apconfig.check_storage(config, layer_names)
+apconfig.check_targets(config)
 apconfig.check_compare(config)
 for warning in apconfig.check_circular(config):
     logger.warning(warning)
@@ -54,6 +55,23 @@ def dataset_root(name):
     if entry["kind"] in DOWNLOADED_KINDS:
         return f"resources/datasets/{name}/{entry['kind']}"
     return entry["root"]
+
+
+def targets():
+    return names_of_kind("datasets", "target")
+
+
+def target_responses_file(wildcards):
+    return config["datasets"][wildcards.dataset]["responses"]
+
+
+def target_stimuli_manifest(wildcards):
+    return f"results/datasets/{config['datasets'][wildcards.dataset]['stimuli']}/manifest.csv"
+
+
+def target_settings(wildcards):
+    entry = config["datasets"][wildcards.dataset]
+    return {key: entry[key] for key in ("stimuli", "axes", "id_key", "responses_key")}
 
 
 def esc50_archive(wildcards):
@@ -273,7 +291,8 @@ def layer_files(model, dataset, folder=""):
 
 
 def foundation_outputs():
-    outputs = [f"results/datasets/{name}/manifest.csv" for name in config["datasets"]]
+    outputs = [f"results/datasets/{name}/manifest.csv" for name in config["datasets"] if name not in targets()]
+    outputs += [f"results/datasets/{name}/responses.h5" for name in targets()]
     for model, dataset in runs():
         outputs += layer_files(model, dataset) + layer_files(model, dataset, "pooled/")
         outputs.append(f"results/activations/{model}/{dataset}/summary.csv")
@@ -705,6 +724,18 @@ def compared_models_of(wildcards):
     return compared_models(wildcards.dataset)
 
 
+def compared_targets(dataset):
+    return next(run.get("targets", []) for run in config["compare"]["runs"] if run["dataset"] == dataset)
+
+
+def target_tables(kind):
+    def tables(wildcards):
+        return [f"results/compare/{wildcards.dataset}/{wildcards.target}/{kind}/{model}.csv"
+                for model in compared_models(wildcards.dataset)]
+
+    return tables
+
+
 def label_rsa_tables(wildcards):
     return [f"results/compare/{wildcards.dataset}/label_rsa/{m}.csv" for m in compared_models(wildcards.dataset)]
 
@@ -717,4 +748,7 @@ def compare_outputs():
             outputs += [f"{base}/cka/{a}/{b}.csv", f"{base}/cka/{a}/{b}.png"]
         outputs += [f"{base}/label_rsa/{model}.csv" for model in models]
         outputs.append(f"{base}/label_rsa/profiles.png")
+        for target in compared_targets(dataset):
+            outputs += [f"{base}/{target}/{kind}/{model}.csv" for kind in ("rsa", "encoding") for model in models]
+            outputs.append(f"{base}/{target}/profiles.png")
     return outputs

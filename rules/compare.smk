@@ -91,3 +91,93 @@ rule layer_profiles:
         runtime=10,
     script:
         "../workflow/scripts/layer_profiles.py"
+
+
+# A target (brain or behavioural responses to the run's clips): RSA with noise ceilings and encoding models, one
+# job per model, so a new model or target adds only its own jobs.
+
+
+rule target_rsa:
+    input:
+        layers=pooled_layer_files_of,
+        target="results/datasets/{target}/responses.h5",
+    output:
+        report(
+            "results/compare/{dataset}/{target}/rsa/{model}.csv",
+            caption="../workflow/report/compare_target_rsa.rst",
+            category="Comparisons",
+            subcategory="{dataset}: {target}",
+            labels={"output": "RSA with the target", "models": "{model}"},
+        ),
+    params:
+        target_rsa=compare_setting("target_rsa"),
+        layers=layers_of,
+        depth=relative_depth_of,
+    log:
+        "results/logs/target_rsa/{dataset}/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/target_rsa/{dataset}/{target}/{model}.tsv"
+    conda:
+        "../envs/compare.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    script:
+        "../workflow/scripts/target_rsa.py"
+
+
+rule target_encoding:
+    input:
+        layers=pooled_layer_files_of,
+        target="results/datasets/{target}/responses.h5",
+    output:
+        report(
+            "results/compare/{dataset}/{target}/encoding/{model}.csv",
+            caption="../workflow/report/compare_target_encoding.rst",
+            category="Comparisons",
+            subcategory="{dataset}: {target}",
+            labels={"output": "encoding models of the target", "models": "{model}"},
+        ),
+    params:
+        encoding=compare_setting("encoding"),
+        layers=layers_of,
+        depth=relative_depth_of,
+    log:
+        "results/logs/target_encoding/{dataset}/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/target_encoding/{dataset}/{target}/{model}.tsv"
+    conda:
+        "../envs/compare.yaml"
+    threads: 2  # himalaya's matrix products
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../workflow/scripts/target_encoding.py"
+
+
+rule target_profiles:
+    input:
+        rsa=target_tables("rsa"),
+        encoding=target_tables("encoding"),
+    output:
+        report(
+            "results/compare/{dataset}/{target}/profiles.png",
+            caption="../workflow/report/compare_target_profiles.rst",
+            category="Comparisons",
+            subcategory="{dataset}: {target}",
+            labels={"output": "layer profiles", "models": "all"},
+        ),
+    params:
+        models=compared_models_of,
+    log:
+        "results/logs/target_profiles/{dataset}/{target}.log",
+    benchmark:
+        "results/benchmarks/target_profiles/{dataset}/{target}.tsv"
+    conda:
+        "../envs/compare.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/target_profiles.py"

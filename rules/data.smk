@@ -95,3 +95,26 @@ rule download_esc50:
         runtime=60,
     script:
         "../workflow/scripts/download_esc50.py"
+
+
+rule ingest_target:
+    input:
+        responses=target_responses_file,
+        manifest=target_stimuli_manifest,
+    output:
+        "results/datasets/{dataset}/responses.h5",
+    wildcard_constraints:
+        dataset=one_of(names_of_kind("datasets", "target")),
+    params:
+        settings=target_settings,
+    log:
+        "results/logs/ingest_target/{dataset}.log",
+    benchmark:
+        "results/benchmarks/ingest_target/{dataset}.tsv"
+    conda:
+        "../envs/compare.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/ingest_target.py"

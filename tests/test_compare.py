@@ -1,11 +1,14 @@
-"""The comparison branch in the tiny run: CKA of YAMNet with itself, RSA of its layers with the label RDMs, and
-what adding a model to a comparison reruns."""
+"""The comparison branch in the tiny run: CKA of YAMNet with itself, RSA of its layers with the label RDMs, what
+adding a model to a comparison reruns, and a planted target's RSA and encoding."""
 
+import h5py
 import numpy as np
 import pytest
 
 from audioprobe.io.atomic import read_csv
+from audioprobe.io.store import LayerFile
 from tests import snakemake_cli
+from tests.conftest import copy_run
 from tests.snakemake_cli import scheduled
 
 COMPARE = "results/compare/maas-synth"
@@ -47,3 +50,32 @@ def test_adding_a_model_to_a_comparison_computes_only_its_comparisons(tiny_run, 
     assert {rule: n for rule, n in jobs.items() if rule in COMPARE_RULES} == \
         {"cka_pair": 2, "label_rsa": 1, "layer_profiles": 1}
     assert jobs["extract_activations_second"] == 1 and "extract_activations_yamnet" not in jobs
+
+
+@pytest.mark.slow
+def test_a_target_dataset_adds_rsa_and_encoding_with_noise_ceilings_and_nothing_else(tiny_run, yamnet_tflite,
+                                                                                        tmp_path):
+    """Planted responses: six channels read linearly from YAMNet's pooled layer8, three noisy repetitions."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    with LayerFile(run / "results/activations/yamnet/maas-synth/pooled/layer8.h5") as layer:
+        features, clip_ids = layer.activations[()], layer.clip_ids
+    rng = np.random.default_rng(0)
+    signal = features @ rng.normal(size=(features.shape[1], 6))
+    with h5py.File(tmp_path / "responses.h5", "w") as handle:
+        handle["stimulus_id"] = np.asarray(clip_ids, dtype="S")
+        handle["responses"] = signal[:, :, None] + rng.normal(0, signal.std(), (len(clip_ids), 6, 3))
+    override = {"datasets": {"brain": {"kind": "target", "stimuli": "maas-synth",
+                                       "responses": str(tmp_path / "responses.h5"),
+                                       "axes": ["stimuli", "channels", "repetitions"]}},
+                "compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet"], "targets": ["brain"]}],
+                            "target_rsa": {"bootstrap": 20},
+                            "encoding": {"splits": 3, "inner_folds": 4, "alpha_exponents": [-2, 8]}}}
+    result = snakemake_cli.run(run, config=override, weights=yamnet_tflite)
+    assert scheduled(result) == {"ingest_target": 1, "target_rsa": 1, "target_encoding": 1, "target_profiles": 1,
+                                 "all": 1}
+    rsa = read_csv(run / f"{COMPARE}/brain/rsa/yamnet.csv").set_index("layer")
+    assert rsa.index.tolist() == LAYERS and set(rsa["rdms_over"]) == {"repetitions"}
+    assert (0 < rsa["ceiling_low"]).all() and (rsa["ceiling_low"] < rsa["ceiling_high"]).all()
+    encoding = read_csv(run / f"{COMPARE}/brain/encoding/yamnet.csv").set_index("layer")
+    assert encoding["r2_corrected"].idxmax() == "layer8" and encoding.loc["layer8", "r2_corrected"] > 0.5
+    assert (run / f"{COMPARE}/brain/profiles.png").stat().st_size > 0

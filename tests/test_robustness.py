@@ -324,6 +324,9 @@ DISSECT_AFTER_MAAS_SYNTH = {"dissect_split": 1, "caption_clips": 1, "dissect_neu
                             "concept_scores": 1, "closed_concepts": 1, "icl_concepts": 1, "evaluate_last_layer": 1,
                             "prune_by_concept": 1, "pos_ablation": 1, "interpretability": 1}
 
+# The comparisons read the pooled layers (and the RSA the manifest's recordings): they follow any new pooling.
+COMPARE_AFTER_POOLING = {"cka_pair": 1, "label_rsa": 1, "layer_profiles": 1}
+
 RERUN_CASES = [
     # The tiny run is complete: with its own config, a dry run schedules nothing, so each case below shows only
     # what its change reruns.
@@ -332,12 +335,13 @@ RERUN_CASES = [
                  {"generate_maas_synth": 1, "build_manifest": 1, "extract_activations_yamnet": 1,
                   "pool_activations": 14, "summarise_activations": 1, "latent_split": 1,
                   "latent_folds": 1, "project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
-                  **DISSECT_AFTER_MAAS_SYNTH, "all": 1},
+                  **DISSECT_AFTER_MAAS_SYNTH, **COMPARE_AFTER_POOLING, "all": 1},
                  id="dataset-seed"),
-    # One layer fewer: no layer is extracted, pooled or projected again; the summary and the decoding change,
-    # and with them the flow, whose layer ("best") the decoding picks.
+    # One layer fewer: no layer is extracted, pooled or projected again; the summary, the decoding and the
+    # comparisons change, and with the decoding the flow, whose layer ("best") it picks.
     pytest.param({"activations": {"layers": [layer for layer in LAYERS if layer != "layer13"]}},
-                 {"summarise_activations": 1, "decode_layers": 1, **LATENT_AFTER_DECODING, "all": 1},
+                 {"summarise_activations": 1, "decode_layers": 1, **LATENT_AFTER_DECODING, **COMPARE_AFTER_POOLING,
+                  "all": 1},
                  id="activation-layers"),
     pytest.param({"latent": {"pca_components": 6}},
                  {"project_folds": 14, "decode_layers": 1, **LATENT_AFTER_DECODING,
@@ -354,9 +358,9 @@ RERUN_CASES = [
     pytest.param({"latent": {"transfer": {"distance_space": "logits"}}},
                  {"transfer_statistics": 1, "all": 1},
                  id="transfer-distance-space"),
-    # The pooled layers are final outputs (no rule reads them): a new statistic pools again and that is all.
+    # Only the comparisons read the pooled layers: a new statistic pools again and compares again.
     pytest.param({"activations": {"pool": {"stat": "max"}}},
-                 {"pool_activations": 14, "all": 1},
+                 {"pool_activations": 14, **COMPARE_AFTER_POOLING, "all": 1},
                  id="pool-stat"),
     # A new keyword dataset reruns Study 2 only: no activations (they are of maas-synth), no Study 1 or 3 job.
     pytest.param({"datasets": {"commands-synth": {"seed": 5}}},
