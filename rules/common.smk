@@ -19,11 +19,11 @@ apconfig.fill_defaults(config, config_schema)
 apconfig.check_schema(config, config_schema)  # the same check as validate's, with errors naming the key
 validate(config, SCHEMA, set_default=True)
 apconfig.check_references(config, layer_names)
+apconfig.check_targets(config)
 apconfig.check_latent(config, layer_names)
 apconfig.check_metamers(config, layer_names)
 apconfig.check_dissect(config, layer_names)
 apconfig.check_storage(config, layer_names)
-apconfig.check_targets(config)
 apconfig.check_compare(config)
 for warning in apconfig.check_circular(config):
     logger.warning(warning)

@@ -12,6 +12,7 @@ from audioprobe import config
 from audioprobe.io.atomic import read_csv, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
+BRAIN = {"kind": "target", "stimuli": "maas-synth", "responses": "responses.h5"}
 LAYERS = [f"layer{i}" for i in range(1, 15)]
 
 
@@ -62,6 +63,7 @@ def _merge(base, override):
 def check_all(cfg):
     config.check_schema(cfg, config.load_schema())
     config.check_references(cfg, layer_names)
+    config.check_targets(cfg)
     config.check_latent(cfg, layer_names)
     config.check_metamers(cfg, layer_names)
     config.check_dissect(cfg, layer_names)
@@ -103,6 +105,16 @@ def test_the_default_config_passes_every_check():
     ({"compare": {"label_rsa": {"unit": "speaker"}}},
      "compare.label_rsa.unit: 'speaker' is not one of ['group', 'clip']"),
     ({"compare": {"label_rsa": {"methods": ["pearson"]}}}, "compare.label_rsa.methods[0]: 'pearson' is not one of"),
+    ({"datasets": {"brain": {**BRAIN, "stimuli": "nope"}}},
+     "datasets.brain.stimuli: 'nope' is not an audio dataset under datasets (configured: maas-synth, commands-synth)"),
+    ({"datasets": {"brain": BRAIN}, "activations": {"runs": [{"model": "yamnet", "dataset": "brain"}]}},
+     "activations.runs[0].dataset: 'brain' is a target (responses, no audio); name its stimuli dataset 'maas-synth'"),
+    ({"compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet"], "targets": ["commands-synth"]}]}},
+     "compare.runs[0].targets: 'commands-synth' is not a dataset of kind target"),
+    ({"datasets": {"brain": {**BRAIN, "stimuli": "commands-synth"}},
+      "compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet"], "targets": ["brain"]}]}},
+     "compare.runs[0].targets: 'brain' holds responses to 'commands-synth', not to 'maas-synth'"),
+    ({"datasets": {"brain": {**BRAIN, "axes": ["stimuli", "voxels"]}}}, "datasets.brain"),
 ])
 def test_a_bad_setting_is_refused_naming_its_key(sections, message):
     with pytest.raises(config.ConfigError) as error:
