@@ -78,7 +78,8 @@ def plot_cka(matrix: pd.DataFrame, models: tuple[str, str], unbiased: bool, path
 
     from audioprobe.plots import save_figure
 
-    figure, axis = plt.subplots(figsize=(1.2 + 0.45 * matrix.shape[1], 1.0 + 0.4 * matrix.shape[0]))
+    size = (2.0 + 0.45 * matrix.shape[1], 1.6 + 0.4 * matrix.shape[0])
+    figure, axis = plt.subplots(figsize=size, layout="constrained")
     image = axis.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
     axis.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=90)
     axis.set_yticks(range(matrix.shape[0]), matrix.index)
@@ -158,7 +159,8 @@ def layer_profiles(tables: Mapping[str, str], out_figure) -> pd.DataFrame:
 
     frame = pd.concat([read_csv(path) for path in tables.values()], ignore_index=True)
     panels = frame[["method", "label"]].drop_duplicates().to_records(index=False).tolist()
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False,
+                                layout="constrained")
     for axis, (method, label) in zip(axes[0], panels):
         for model in tables:
             rows = frame[(frame.model == model) & (frame.method == method) & (frame.label == label)]

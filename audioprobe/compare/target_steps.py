@@ -118,7 +118,7 @@ def target_profiles(rsa_tables: Mapping[str, str], encoding_tables: Mapping[str,
     rsa = rsa[rsa.method == rsa.method.iloc[0]]
     encoding = pd.concat([read_csv(p) for p in encoding_tables.values()], ignore_index=True)
     score = "r2_corrected" if encoding["r2_corrected"].notna().any() else "r2"
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
     for model in rsa_tables:
         rows = rsa[rsa.model == model].sort_values("depth")
         line, = left.plot(rows.depth, rows.score, marker="o", label=model)

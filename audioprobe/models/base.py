@@ -97,6 +97,12 @@ class ModelAdapter(ABC):
         With ``relu_gradient="fake"`` a layer that ends in a ReLU is returned through a FakeReLU (same values,
         identity gradient), for metamer synthesis."""
 
+    def permute_weights(self, seed: int) -> None:
+        """The permuted-weights control (``audioprobe.models.permutation``): shuffle the values within each
+        learned parameter tensor, in place. Families that cannot say so."""
+        raise NotImplementedError(f"model {self.name!r} ({type(self).__name__}) cannot permute its weights; "
+                                  "remove permute_weights from its entry")
+
     def check_layers(self, layers: list[str]) -> list[str]:
         known = self.layers()
         unknown = [layer for layer in layers if layer not in known]

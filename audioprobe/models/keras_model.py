@@ -73,6 +73,15 @@ class KerasAdapter(GenericAdapter):
     def layers(self) -> list[str]:
         return list(self._layers)
 
+    def permute_weights(self, seed: int) -> None:
+        """Every weight of the model but batch-norm moving statistics, in model.weights order."""
+        from audioprobe.models.permutation import is_fixed_statistic, permuted_all, permuted_checksum
+
+        learned = [w for w in self.model.weights if not is_fixed_statistic(getattr(w, "path", w.name))]
+        for variable, value in zip(learned, permuted_all([np.asarray(w.numpy()) for w in learned], seed)):
+            variable.assign(value)
+        self.weights_sha256 = permuted_checksum(self.weights_sha256, seed)
+
     def activations(self, waveforms: np.ndarray, layers: list[str]) -> dict[str, np.ndarray]:
         layers = self.check_layers(layers)
         key = ("act", tuple(layers))

@@ -241,6 +241,10 @@ def completed(model_config: dict, config: dict) -> dict:
 
 
 def build(name: str, model_config: dict, weights, threads: int | None = None):
-    """The family's adapter (this imports its framework)."""
+    """The family's adapter (this imports its framework), with its weights permuted when the entry sets
+    ``permute_weights`` (a seed: the permuted-weights control)."""
     module, function = spec_of(model_config["kind"]).build.split(":")
-    return getattr(importlib.import_module(module), function)(name, model_config, weights, threads)
+    adapter = getattr(importlib.import_module(module), function)(name, model_config, weights, threads)
+    if model_config.get("permute_weights") is not None:
+        adapter.permute_weights(int(model_config["permute_weights"]))
+    return adapter

@@ -134,6 +134,17 @@ class TorchAdapter(GenericAdapter):
     def layers(self) -> list[str]:
         return list(self._paths)
 
+    def permute_weights(self, seed: int) -> None:
+        """Every parameter (not the buffers: batch-norm running statistics stay), in named_parameters order."""
+        from audioprobe.models.permutation import permuted_all, permuted_checksum
+
+        parameters = [parameter for _, parameter in self.module.named_parameters()]
+        values = permuted_all([parameter.detach().cpu().numpy() for parameter in parameters], seed)
+        with self.torch.no_grad():
+            for parameter, value in zip(parameters, values):
+                parameter.copy_(self.torch.from_numpy(value))
+        self.weights_sha256 = permuted_checksum(self.weights_sha256, seed)
+
     def layer_axes(self, layer: str) -> tuple[str, ...]:
         self.check_layers([layer])
         return ("patch", "time", "freq", "channel")

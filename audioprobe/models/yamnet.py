@@ -141,6 +141,24 @@ class Yamnet(ModelAdapter):
     def layers(self) -> list[str]:
         return list(LAYERS)
 
+    def permute_weights(self, seed: int) -> None:
+        """Every kernel and bias of the 14 layers (batch norm is folded into them in the exports) and of the
+        logits layer; the log-mel front end is fixed and stays. numerics="float" only: the TFLite arithmetic
+        reads the integer kernels, which are the export's own."""
+        from audioprobe.models.permutation import permuted_all, permuted_checksum
+
+        if self.numerics != "float":
+            raise ValueError(f"models.{self.name}: permute_weights needs numerics: float (the TFLite arithmetic "
+                             "uses the export's own integer kernels)")
+        keys = [(index, part) for index, layer in enumerate(self._params) for part in layer]
+        tensors = [value.numpy() for index, part in keys for value in self._params[index][part]]
+        tensors += [value.numpy() for value in self._logits]
+        values = iter(permuted_all(tensors, seed))
+        for index, part in keys:
+            self._params[index][part] = (self.tf.constant(next(values)), self.tf.constant(next(values)))
+        self._logits = (self.tf.constant(next(values)), self.tf.constant(next(values)))
+        self.weights_sha256 = permuted_checksum(self.weights_sha256, seed)
+
     def layer_axes(self, layer: str) -> tuple[str, ...]:
         self.check_layers([layer])
         return AXES
