@@ -511,6 +511,22 @@ def listening_responses(wildcards):
     return response_files()
 
 
+def metamer_files(wildcards):
+    return [f"results/metamers/{wildcards.dataset}/{net}/metamers.h5" for net in metamer_networks()]
+
+
+def keyword_architectures_of(wildcards):
+    return keyword_architectures()
+
+
+def behaviour_outputs():
+    """People's confusions against the networks': with responses and keyword networks to answer."""
+    dataset = config["metamers"]["dataset"]
+    if not (dataset and response_files() and keyword_architectures()):
+        return []
+    return [f"results/compare/{dataset}/behaviour.csv"]
+
+
 def metamer_outputs():
     dataset = config["metamers"]["dataset"]
     if not dataset:
@@ -751,4 +767,4 @@ def compare_outputs():
         for target in compared_targets(dataset):
             outputs += [f"{base}/{target}/{kind}/{model}.csv" for kind in ("rsa", "encoding") for model in models]
             outputs.append(f"{base}/{target}/profiles.png")
-    return outputs
+    return outputs + behaviour_outputs()

@@ -181,3 +181,35 @@ rule target_profiles:
         runtime=10,
     script:
         "../workflow/scripts/target_profiles.py"
+
+
+# Behaviour: people's confusions in the listening test (Study 2) against the keyword networks' on the same
+# metamers; only with responses (metamers.responses).
+
+
+rule behaviour_rsa:
+    input:
+        package="results/metamers/{dataset}/listening_test",
+        responses=listening_responses,
+        answers="results/metamers/{dataset}/network_answers.csv",
+    output:
+        report(
+            "results/compare/{dataset}/behaviour.csv",
+            caption="../workflow/report/compare_behaviour.rst",
+            category="Comparisons",
+            subcategory="{dataset}",
+            labels={"output": "people's and networks' confusions", "models": "keyword networks"},
+        ),
+    params:
+        behaviour=compare_setting("behaviour"),
+    log:
+        "results/logs/behaviour_rsa/{dataset}.log",
+    benchmark:
+        "results/benchmarks/behaviour_rsa/{dataset}.tsv"
+    conda:
+        "../envs/compare.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/behaviour_rsa.py"

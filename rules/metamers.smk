@@ -287,3 +287,34 @@ rule listening_analysis:
         runtime=10,
     script:
         "../workflow/scripts/listening_analysis.py"
+
+
+rule network_answers:
+    input:
+        metamers=metamer_files,
+        weights=keyword_weights,
+        evaluations=keyword_evaluations,
+    output:
+        report(
+            "results/metamers/{dataset}/network_answers.csv",
+            caption="../workflow/report/network_answers.rst",
+            category="Study 2: model metamers",
+            subcategory="listening test on {dataset}",
+            labels={"output": "the keyword networks' answers"},
+        ),
+    params:
+        networks=metamer_networks_of,
+        evaluators=keyword_architectures_of,
+        settings=keyword_model_settings,
+    log:
+        "results/logs/network_answers/{dataset}.log",
+    benchmark:
+        "results/benchmarks/network_answers/{dataset}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow/scripts/network_answers.py"

@@ -1,5 +1,5 @@
 """Study 2 (model metamers, Lu; Feather et al.) end to end on the session's tiny run, and the analysis of
-listening-test responses."""
+listening-test responses, compared with the keyword networks' answers."""
 
 import json
 
@@ -52,6 +52,26 @@ def test_study2_outputs_and_the_analysis_of_responses(tiny_run, yamnet_tflite, t
     assert (accuracy.loc[heard, "accuracy"] == 1.0).all() and accuracy.loc[~heard, "accuracy"].isna().all()
     assert heard.sum() >= 6
     assert (base / "listening_results/confusion.png").exists()
+    # Listeners who always hear the true word confuse nothing: their confusions have no RDM to compare.
+    compared = read_csv(run / "results/compare/commands-synth/behaviour.csv")
+    assert set(compared["evaluator"]) == {"conv2d", "grouped_temporal"} and compared["rsa"].isna().all()
+    assert (compared["human_accuracy"] == 1.0).all()
+    # Listeners who answer as conv2d does agree with it on every trial, and share its confusions.
+    answers = read_csv(base / "network_answers.csv").set_index(["evaluator", "model", "layer", "clip_id"])["answer"]
+    as_conv2d = run / "responses_as_conv2d"
+    as_conv2d.mkdir()
+    for participant, part in trials.groupby("participant"):
+        said = [answers.get(("conv2d", m, layer, clip), word) if not (catch or swapped) else word
+                for m, layer, clip, word, catch, swapped in
+                zip(part["model"], part["layer"], part["clip_id"], part["word"], part["catch"], part["swapped"])]
+        part.assign(answer=said, response_time_ms=900, played=True)[
+            ["participant", "trial", "stimulus", "answer", "response_time_ms", "played"]].to_csv(
+            as_conv2d / f"participant_{participant}.csv", index=False)
+    snakemake_cli.run(run, config={"metamers": {"responses": str(as_conv2d)}}, weights=yamnet_tflite)
+    compared = read_csv(run / "results/compare/commands-synth/behaviour.csv").set_index("evaluator")
+    assert (compared.loc["conv2d", "agreement"] == 1.0).all()
+    shared = compared.loc["conv2d", "rsa"].dropna()
+    assert len(shared) > 0 and np.allclose(shared, 1.0)
 
 
 @pytest.fixture

@@ -238,6 +238,23 @@ def compare_rdms(model_rdm, target_rdms, method: str = "spearman") -> np.ndarray
     return _compare(model, targets, _method(method))
 
 
+def compare_rdms_with_gaps(model_rdm, target_rdms, method: str = "spearman") -> np.ndarray:
+    """``compare_rdms`` for condensed RDMs with missing pairs (NaN, in the same places in every RDM):
+    rsatoolbox compares the pairs present, as it does for a bootstrap sample's excluded self-pairs."""
+    model = np.atleast_2d(np.asarray(model_rdm, dtype=float))
+    targets = np.atleast_2d(np.asarray(target_rdms, dtype=float))
+    if len(model) != 1 or model.shape[1] != targets.shape[1]:
+        raise ValueError(f"model_rdm must be one condensed RDM and target_rdms condensed RDMs of the same length, "
+                         f"got shapes {model.shape} and {targets.shape}")
+    n_stimuli_of(model.shape[1])
+    gaps = np.isnan(model[0])
+    if (np.isnan(targets) != gaps).any() or np.isinf(model).any() or np.isinf(targets).any():
+        raise ValueError("the RDMs must miss the same pairs (NaN) and hold no infinite values")
+    if (~gaps).sum() < 3:
+        raise ValueError("fewer than 3 pairs are present in both RDMs")
+    return _compare(model, targets, _method(method))
+
+
 def bootstrap_ci(features, target_rdms, method: str = "spearman", n_bootstrap: int = 1000, seed: int = 0,
                  ci: float = 0.95, rdm_method: str = "correlation", groups=None) -> BootstrapCI:
     """Percentile bootstrap interval over stimuli of the similarity between a layer's RDM (from
