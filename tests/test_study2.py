@@ -52,11 +52,13 @@ def test_study2_outputs_and_the_analysis_of_responses(tiny_run, yamnet_tflite, t
     assert (accuracy.loc[heard, "accuracy"] == 1.0).all() and accuracy.loc[~heard, "accuracy"].isna().all()
     assert heard.sum() >= 6
     assert (base / "listening_results/confusion.png").exists()
-    # Listeners who always hear the true word confuse nothing: their confusions have no RDM to compare.
+    # The comparison with the networks' answers: the tiny set's two words make one word pair, too few for an
+    # RDM comparison (tests/unit/test_compare_behaviour.py plants that); accuracies and agreement remain.
     compared = read_csv(run / "results/compare/commands-synth/behaviour.csv")
     assert set(compared["evaluator"]) == {"conv2d", "grouped_temporal"} and compared["rsa"].isna().all()
+    assert (compared["note"] == "fewer than 3 word pairs heard").all()
     assert (compared["human_accuracy"] == 1.0).all()
-    # Listeners who answer as conv2d does agree with it on every trial, and share its confusions.
+    # Listeners who answer as conv2d does agree with it on every trial.
     answers = read_csv(base / "network_answers.csv").set_index(["evaluator", "model", "layer", "clip_id"])["answer"]
     as_conv2d = run / "responses_as_conv2d"
     as_conv2d.mkdir()
@@ -70,8 +72,8 @@ def test_study2_outputs_and_the_analysis_of_responses(tiny_run, yamnet_tflite, t
     snakemake_cli.run(run, config={"metamers": {"responses": str(as_conv2d)}}, weights=yamnet_tflite)
     compared = read_csv(run / "results/compare/commands-synth/behaviour.csv").set_index("evaluator")
     assert (compared.loc["conv2d", "agreement"] == 1.0).all()
-    shared = compared.loc["conv2d", "rsa"].dropna()
-    assert len(shared) > 0 and np.allclose(shared, 1.0)
+    assert (compared.loc["conv2d", "human_accuracy"] == compared.loc["conv2d", "network_accuracy"]).all()
+    assert (compared.loc["grouped_temporal", "agreement"] < 1.0).any()
 
 
 @pytest.fixture
