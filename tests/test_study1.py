@@ -171,6 +171,7 @@ def test_study1_runs_on_a_folder_of_real_recordings(tmp_path, yamnet_tflite):
                    # 4 recordings per class: 2 test ones, so a transfer partner can come from another recording
                    "split": {"val_fraction": 0.2, "test_fraction": 0.4}},
         "dissect": {"runs": []},
+        "compare": {"runs": []},
     }
     base = "results/latent/yamnet/rolling"
     snakemake_cli.run(tmp_path, f"{base}/transfer/statistics.csv", f"{base}/figure1.png", f"{base}/decoding/summary.csv",

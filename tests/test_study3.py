@@ -203,6 +203,7 @@ def test_study3_on_real_recordings_with_oracle_captions(tmp_path, yamnet_tflite)
                     # one neuron per layer is summarised: DB and its random baseline choose from every neuron
                     # (without OCP, which needs a summary for each)
                     "pruning": {"pool": "all"}},
+        "compare": {"runs": []},
     }
     snakemake_cli.run(tmp_path, config=config, weights=yamnet_tflite)
     base = tmp_path / "results/dissect/yamnet/esc"
