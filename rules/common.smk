@@ -690,12 +690,12 @@ def dissect_outputs():
 # --- comparisons -----------------------------------------------------------------------------------------
 
 
-def compare_runs():
-    return [(run["dataset"], run["models"]) for run in config["compare"]["runs"]]
+def compare_run(dataset):
+    return next(run for run in config["compare"]["runs"] if run["dataset"] == dataset)
 
 
 def compared_models(dataset):
-    return next(models for name, models in compare_runs() if name == dataset)
+    return compare_run(dataset)["models"]
 
 
 def model_pairs(models):
@@ -712,14 +712,9 @@ def compare_setting(key):
     return setting
 
 
-def pooled_layer_files(model, dataset):
-    return {layer: f"results/activations/{model}/{dataset}/pooled/{layer}.h5" for layer in run_layers(model)}
-
-
 def cka_pair_inputs(wildcards):
-    a = pooled_layer_files(wildcards.model_a, wildcards.dataset)
-    b = pooled_layer_files(wildcards.model_b, wildcards.dataset)
-    return {"a": list(a.values()), "b": list(b.values())}
+    return {"a": layer_files(wildcards.model_a, wildcards.dataset, "pooled/"),
+            "b": layer_files(wildcards.model_b, wildcards.dataset, "pooled/")}
 
 
 def cka_pair_layers(wildcards):
@@ -727,7 +722,7 @@ def cka_pair_layers(wildcards):
 
 
 def pooled_layer_files_of(wildcards):
-    return list(pooled_layer_files(wildcards.model, wildcards.dataset).values())
+    return layer_files(wildcards.model, wildcards.dataset, "pooled/")
 
 
 def relative_depth_of(wildcards):
@@ -738,10 +733,6 @@ def relative_depth_of(wildcards):
 
 def compared_models_of(wildcards):
     return compared_models(wildcards.dataset)
-
-
-def compared_targets(dataset):
-    return next(run.get("targets", []) for run in config["compare"]["runs"] if run["dataset"] == dataset)
 
 
 def target_tables(kind):
@@ -758,13 +749,13 @@ def label_rsa_tables(wildcards):
 
 def compare_outputs():
     outputs = []
-    for dataset, models in compare_runs():
-        base = f"results/compare/{dataset}"
+    for run in config["compare"]["runs"]:
+        base, models = f"results/compare/{run['dataset']}", run["models"]
         for a, b in model_pairs(models):
             outputs += [f"{base}/cka/{a}/{b}.csv", f"{base}/cka/{a}/{b}.png"]
         outputs += [f"{base}/label_rsa/{model}.csv" for model in models]
         outputs.append(f"{base}/label_rsa/profiles.png")
-        for target in compared_targets(dataset):
+        for target in run["targets"]:
             outputs += [f"{base}/{target}/{kind}/{model}.csv" for kind in ("rsa", "encoding") for model in models]
             outputs.append(f"{base}/{target}/profiles.png")
     return outputs + behaviour_outputs()

@@ -10,27 +10,26 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.io.atomic import read_csv, write_csv
-from audioprobe.io.store import LayerFile
 
 log = logging.getLogger(__name__)
 
 
 # --- reading ----------------------------------------------------------------------------------------------
 
-def read_layers(paths: Mapping[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{layer: [clips, values] float64} from pooled layer files, and their clip ids (the same in every file, or
-    a ValueError naming the files that differ)."""
-    layers, clip_ids, first = {}, None, None
+def read_layers(paths: Mapping[str, str]) -> tuple[dict[str, np.ndarray], list[str], dict[str, list[str]]]:
+    """{layer: [clips, values] float64} from pooled layer files, their clip ids (the same in every file, or a
+    ValueError naming the files that differ) and the first file's labels."""
+    from audioprobe.latent.steps import layer_matrix
+
+    layers, clip_ids, labels, first = {}, None, None, None
     for layer, path in paths.items():
-        with LayerFile(path) as handle:
-            data = handle.activations[()]
-            ids = handle.clip_ids
+        data, ids, file_labels, _ = layer_matrix(path)
         if clip_ids is None:
-            clip_ids, first = ids, path
+            clip_ids, labels, first = ids, file_labels, path
         else:
             check_same_clips(ids, clip_ids, path, first)
-        layers[layer] = data.reshape(len(data), -1).astype(np.float64)
-    return layers, clip_ids
+        layers[layer] = data.astype(np.float64)
+    return layers, clip_ids, labels
 
 
 def check_same_clips(ids, reference, path, reference_path) -> None:
@@ -56,8 +55,8 @@ def cka_pair(files_a: Mapping[str, str], files_b: Mapping[str, str], models: tup
     (model_a, layer_a, model_b, layer_b, cka) and a heatmap."""
     from audioprobe.compare.cka import cka_matrix
 
-    layers_a, ids_a = read_layers(files_a)
-    layers_b, ids_b = read_layers(files_b)
+    layers_a, ids_a, _ = read_layers(files_a)
+    layers_b, ids_b, _ = read_layers(files_b)
     check_same_clips(ids_b, ids_a, next(iter(files_b.values())), next(iter(files_a.values())))
     rows = clip_subset(len(ids_a), settings["max_clips"], settings["seed"])
     log.info("CKA (%s) of %d x %d layers on %d clips", "unbiased" if settings["unbiased"] else "biased",
@@ -104,9 +103,7 @@ def read_groups(manifest_path, clip_ids: list[str]) -> np.ndarray:
     return groups.loc[clip_ids].to_numpy()
 
 
-def read_labels(path, names: list[str]) -> dict[str, np.ndarray]:
-    with LayerFile(path) as handle:
-        labels = handle.labels
+def chosen_labels(labels: dict[str, list[str]], names: list[str], path) -> dict[str, np.ndarray]:
     missing = [n for n in names if n not in labels]
     if missing:
         raise ValueError(f"compare.label_rsa.labels names {missing}, which {path} does not carry (its labels: "
@@ -120,9 +117,9 @@ def label_rsa(files: Mapping[str, str], manifest_path, model: str, depth: Mappin
     method, with a bootstrap interval over recordings (``unit: group``) or clips (``unit: clip``)."""
     from audioprobe.compare.rsa import label_rdm
 
-    layers, clip_ids = read_layers(files)
+    layers, clip_ids, stored_labels = read_layers(files)
     rows = clip_subset(len(clip_ids), settings["max_clips"], settings["seed"])
-    labels = read_labels(next(iter(files.values())), settings["labels"])
+    labels = chosen_labels(stored_labels, settings["labels"], next(iter(files.values())))
     groups = read_groups(manifest_path, clip_ids)[rows] if settings["unit"] == "group" else None
     targets = {name: label_rdm(values[rows]) for name, values in labels.items()}
     records = []

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def layers_on_target(files: Mapping[str, str], target_path) -> tuple[dict[str, np.ndarray], Responses]:
     """The layers' rows of the target's stimuli, in the target's order, and the target."""
-    layers, clip_ids = read_layers(files)
+    layers, clip_ids, _ = read_layers(files)
     target = read_target(target_path)
     position = {clip: row for row, clip in enumerate(clip_ids)}
     missing = [clip for clip in target.clip_ids if clip not in position]
