@@ -32,7 +32,7 @@ def network_answers(metamer_paths: dict[str, str], evaluators: dict[str, dict], 
     for evaluator, files in evaluators.items():
         net = load_network(files["settings"], samples, threads, weights_path=files["weights"],
                            evaluation_path=files["evaluation"])
-        words = list(_class_names(files["evaluation"]))
+        words = net.class_names
         conditions = [(NATURAL, NATURAL, first["targets"], first)]
         conditions += [(model, layer, m["metamers"][i], m) for model, m in made.items()
                        for i, layer in enumerate(m["layers"])]
@@ -45,11 +45,11 @@ def network_answers(metamer_paths: dict[str, str], evaluators: dict[str, dict], 
     return pd.concat(rows, ignore_index=True)
 
 
-def _class_names(evaluation_path) -> list[str]:
-    import json
-
-    with open(evaluation_path) as handle:
-        return json.load(handle)["class_names"]
+def keyword_evaluators(architectures: list[str], weights: list[str], evaluations: list[str],
+                       settings: dict) -> dict[str, dict]:
+    """The trained keyword networks as ``network_answers`` takes them."""
+    return {arch: {"settings": {"kind": "keyword", "arch": arch, **settings}, "weights": weight,
+                   "evaluation": evaluation} for arch, weight, evaluation in zip(architectures, weights, evaluations)}
 
 
 def network_answers_step(metamer_paths: dict[str, str], evaluators: dict[str, dict], threads: int, out_csv) -> None:

@@ -20,9 +20,10 @@ class KeywordNetwork:
         from audioprobe.metamers import architectures, frontends
         from audioprobe.metamers import training as fit
 
+        self.class_names = list(evaluation["class_names"])
         self.frontend = frontends.build_frontend(settings["frontend"])
         shape = self.frontend.output_shape(samples)
-        self.classifier = fit.load_classifier(weights_path, settings["arch"], shape, len(evaluation["class_names"]),
+        self.classifier = fit.load_classifier(weights_path, settings["arch"], shape, len(self.class_names),
                                               groups=settings["groups"], sizes=settings["sizes"])
         self.layers = architectures.metamer_layers(self.classifier)
         self._outputs = {mode: architectures.layer_model(self.classifier, self.layers, relu_gradient=mode)
