@@ -236,6 +236,17 @@ def check_dissect(config: dict, layer_names) -> None:
     if "tab" in dissect.get("methods", []) and not dissect["concepts"]["clap"]:
         raise ConfigError("dissect.methods lists tab, which needs a CLAP model: set dissect.concepts.clap to a "
                           "local CLAP folder, or remove tab")
+    check_simulation_prompts(dissect.get("llm", {}).get("prompts", {}))
+
+
+def check_simulation_prompts(prompts: dict) -> None:
+    line = prompts.get("simulation_line")
+    if line is None:
+        return
+    for field in ("{caption}", "{explanation}"):
+        if field not in line:
+            raise ConfigError(f"dissect.llm.prompts.simulation_line has no {field}: each clip's question must show "
+                              "the clip's caption and the explanation scored")
 
 
 def check_storage(config: dict, layer_names) -> None:

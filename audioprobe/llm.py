@@ -25,8 +25,10 @@ def default_gguf(cache_dir) -> Path:
     return packaged.assemble(Path(cache_dir) / packaged.MODEL_NAME)
 
 
-def load(path, *, seed: int = 0, context: int = 2048, threads: int | None = None, chat_format: str = "gemma"):
-    """A llama-cpp model from a GGUF file, with a clear error when the file is missing."""
+def load(path, *, seed: int = 0, context: int = 2048, threads: int | None = None, chat_format: str = "gemma",
+         logits_all: bool = False):
+    """A llama-cpp model from a GGUF file, with a clear error when the file is missing. ``logits_all`` keeps
+    every position's logits (a [context, vocabulary] float32 array: 1 GiB per 1024 positions for Gemma 3)."""
     path = Path(path)
     if not path.is_file():
         raise MissingModel(f"no GGUF model at {path}: download one (e.g. Llama-2-13B-chat in GGUF) and set its "
@@ -34,7 +36,7 @@ def load(path, *, seed: int = 0, context: int = 2048, threads: int | None = None
     from llama_cpp import Llama
 
     return Llama(model_path=str(path), seed=seed, n_ctx=context, n_threads=threads or usable_cpus(),
-                 chat_format=chat_format, verbose=False)
+                 chat_format=chat_format, logits_all=logits_all, verbose=False)
 
 
 def usable_cpus() -> int:

@@ -596,6 +596,17 @@ def llm_setting(prompt):
     return setting
 
 
+def simulation_llm_setting(wildcards):
+    """The LLM settings and the two simulation prompts (the few-shot part and each clip's question)."""
+    prompts = config["dissect"]["llm"]["prompts"]
+    return {**llm_setting("simulation")(wildcards), "line": prompts["simulation_line"]}
+
+
+def scoring_setting(wildcards):
+    """The scoring's settings and the concept encoder that presence is measured with."""
+    return {**config["dissect"]["scoring"], "concepts": config["dissect"]["concepts"]}
+
+
 def dissect_base(wildcards):
     return f"results/dissect/{wildcards.model}/{wildcards.dataset}"
 
@@ -603,6 +614,11 @@ def dissect_base(wildcards):
 def neuron_files(wildcards):
     base = dissect_base(wildcards)
     return [f"{base}/neurons/{layer}.h5" for layer in dissect_layers(wildcards.model)] + [f"{base}/neurons/head.h5"]
+
+
+def heldout_files(wildcards):
+    base = dissect_base(wildcards)
+    return [f"{base}/heldout/{layer}.h5" for layer in dissect_layers(wildcards.model)] + [f"{base}/heldout/head.h5"]
 
 
 def last_layer_file(wildcards):
@@ -683,6 +699,9 @@ def dissect_outputs():
             f"{base}/pos_ablation.png",
             f"{base}/interpretability.csv",
             f"{base}/interpretability.png",
+            f"{base}/explanation_scores.csv",
+            f"{base}/explanation_summary.csv",
+            f"{base}/explanation_scores.png",
         ]
     return outputs
 

@@ -57,6 +57,29 @@ rule dissect_neurons:
         "../workflow/scripts/dissect_neurons.py"
 
 
+rule heldout_neurons:
+    wildcard_constraints:
+        layer=one_of(dissected_layers()),
+    input:
+        layer="results/activations/{model}/{dataset}/{layer}.h5",
+        split=f"{DISSECT}/split.csv",
+    output:
+        f"{DISSECT}/heldout/{{layer}}.h5",
+    params:
+        dissect=dissect_setting("pool"),
+    log:
+        "results/logs/heldout_neurons/{model}/{dataset}/{layer}.log",
+    benchmark:
+        "results/benchmarks/heldout_neurons/{model}/{dataset}/{layer}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/heldout_neurons.py"
+
+
 rule dissect_head:
     input:
         layer=last_layer_file,
@@ -65,6 +88,7 @@ rule dissect_head:
     output:
         head=f"{DISSECT}/head.h5",
         neurons=f"{DISSECT}/neurons/head.h5",
+        heldout=f"{DISSECT}/heldout/head.h5",
         evaluation=f"{DISSECT}/head.json",
     params:
         dissect=dissect_setting("label", "head", "top_k"),
@@ -105,6 +129,32 @@ rule caption_clips:
         "results/logs/caption_clips/{model}/{dataset}.log",
     benchmark:
         "results/benchmarks/caption_clips/{model}/{dataset}.tsv"
+    conda:
+        tagger_env
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow/scripts/caption_clips.py"
+
+
+rule caption_heldout:
+    input:
+        unpack(tagger_inputs),
+        manifest="results/datasets/{dataset}/manifest.csv",
+        audio=clip_audio,
+        split=f"{DISSECT}/split.csv",
+    output:
+        f"{DISSECT}/heldout/captions.csv",
+    params:
+        captions=caption_settings,
+        root=dataset_root_of,
+        which="heldout",
+    log:
+        "results/logs/caption_heldout/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/caption_heldout/{model}/{dataset}.tsv"
     conda:
         tagger_env
     threads: 2
@@ -444,3 +494,74 @@ rule interpretability:
         runtime=30,
     script:
         "../workflow/scripts/interpretability.py"
+
+
+rule simulate_explanations:
+    input:
+        closed=f"{DISSECT}/closed_concepts.csv",
+        icl=f"{DISSECT}/icl.csv",
+        open=f"{DISSECT}/open_concepts.csv",
+        captions=f"{DISSECT}/heldout/captions.csv",
+    output:
+        simulation=f"{DISSECT}/simulation.h5",
+        stats=f"{DISSECT}/simulation.llm.json",
+    params:
+        scoring=dissect_setting("scoring"),
+        llm=simulation_llm_setting,
+    log:
+        "results/logs/simulate_explanations/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/simulate_explanations/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../workflow/scripts/simulate_explanations.py"
+
+
+rule score_explanations:
+    input:
+        closed=f"{DISSECT}/closed_concepts.csv",
+        icl=f"{DISSECT}/icl.csv",
+        open=f"{DISSECT}/open_concepts.csv",
+        heldout=heldout_files,
+        captions=f"{DISSECT}/heldout/captions.csv",
+        simulation=f"{DISSECT}/simulation.h5",
+    output:
+        table=report(
+            f"{DISSECT}/explanation_scores.csv",
+            caption="../workflow/report/dissect_explanation_scores.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "explanation scores: per neuron"},
+        ),
+        summary=report(
+            f"{DISSECT}/explanation_summary.csv",
+            caption="../workflow/report/dissect_explanation_scores.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "explanation scores: per layer"},
+        ),
+        figure=report(
+            f"{DISSECT}/explanation_scores.png",
+            caption="../workflow/report/dissect_explanation_scores.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "explanation scores: figure"},
+        ),
+    params:
+        scoring=scoring_setting,
+    log:
+        "results/logs/score_explanations/{model}/{dataset}.log",
+    benchmark:
+        "results/benchmarks/score_explanations/{model}/{dataset}.tsv"
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    script:
+        "../workflow/scripts/score_explanations.py"

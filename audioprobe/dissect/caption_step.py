@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.dissect.readers import probe_ids, rows_of
+from audioprobe.dissect.readers import PROBE, probe_ids, rows_of
 from audioprobe.io.atomic import write_csv
 
 log = logging.getLogger(__name__)
 
 
-def probe_clips(manifest_path, root, split_path, sample_rate: int):
-    """The probe clips of the split as :class:`audioprobe.dissect.captions.Clip`, their audio at ``sample_rate``."""
+def probe_clips(manifest_path, root, split_path, sample_rate: int, which: str = PROBE):
+    """The probe (or held-out) clips of the split as :class:`audioprobe.dissect.captions.Clip`, their audio at ``sample_rate``."""
     from audioprobe.datasets.manifest import load_clip, read_manifest
     from audioprobe.dissect.captions import Clip
 
     clips = read_manifest(manifest_path).set_index("clip_id", drop=False)
-    ids = probe_ids(split_path)
+    ids = probe_ids(split_path, which)
     rows_of(clips.index.tolist(), ids, manifest_path)
     label_columns = [c for c in clips.columns if c.startswith("label_")]
     out = []
@@ -32,8 +32,10 @@ def probe_clips(manifest_path, root, split_path, sample_rate: int):
     return out
 
 
-def captions_step(*, manifest_path, root, split_path, out_csv, settings: dict, class_map_path=None) -> None:
-    """``class_map_path``: the tagger's class map, read only when its model family ships no tags of its own."""
+def captions_step(*, manifest_path, root, split_path, out_csv, settings: dict, class_map_path=None,
+                  which: str = PROBE) -> None:
+    """Captions of the ``which`` clips of the split (probe or held-out). ``class_map_path``: the tagger's
+    class map, read only when its model family ships no tags of its own."""
     from audioprobe.dissect import captions as cap
     from audioprobe.dissect.cache import TextCache
 
@@ -56,7 +58,7 @@ def captions_step(*, manifest_path, root, split_path, out_csv, settings: dict, c
         options = {"column": settings["column"] or settings["label"], "template": settings["template"]}
     else:
         options = dict(settings["salmonn"])
-    clips = probe_clips(manifest_path, root, split_path, sample_rate=16000)
+    clips = probe_clips(manifest_path, root, split_path, sample_rate=16000, which=which)
     cache = TextCache(Path(settings["cache"]) / "captions")
     captions = cap.caption_clips(backend, clips, options, cache, log=log.info)
     name = cap.captioner_name(backend, options)

@@ -30,15 +30,36 @@ def make_split(manifest_path, out_path, *, label: str, split: dict) -> None:
     write_csv(out_path, assigned, config={"label": label, **split})
 
 
+def pooled_clips(layer_path, ids: list[str], pool: str):
+    """(values [clips, neurons] of ``ids`` in their order, their labels, the layer's name)."""
+    with LayerFile(layer_path) as stored:
+        rows = rows_of(stored.clip_ids, ids, layer_path)
+        values = neuron_ops.pool_neurons(stored.activations[np.sort(rows)], pool)
+        values = values[np.argsort(np.argsort(rows))]
+        return values, {k: list(np.asarray(v)[rows]) for k, v in stored.labels.items()}, stored.attrs["layer"]
+
+
 def neurons_step(*, layer_path, split_path, out_h5, settings: dict) -> None:
     """One layer's activations pooled to one value per probe clip and neuron, written as a neuron file."""
-    with LayerFile(layer_path) as stored:
-        ids = probe_ids(split_path)
-        rows = rows_of(stored.clip_ids, ids, layer_path)
-        values = neuron_ops.pool_neurons(stored.activations[np.sort(rows)], settings["pool"])
-        values = values[np.argsort(np.argsort(rows))]
-        layer, labels = stored.attrs["layer"], {k: list(np.asarray(v)[rows]) for k, v in stored.labels.items()}
+    ids = probe_ids(split_path)
+    values, labels, layer = pooled_clips(layer_path, ids, settings["pool"])
     write_neurons(out_h5, values, ids, labels, layer=layer, settings=settings)
+
+
+def heldout_step(*, layer_path, split_path, out_h5, settings: dict) -> None:
+    """The same pooled values over the held-out clips, on which explanations are scored."""
+    ids = probe_ids(split_path, HELDOUT)
+    values, labels, layer = pooled_clips(layer_path, ids, settings["pool"])
+    write_heldout(out_h5, values, ids, labels, layer=layer, settings=settings)
+
+
+def write_heldout(out_path, values, ids, labels, *, layer: str, settings: dict) -> None:
+    if len(ids) < 2:
+        raise ValueError(f"dissect.split.heldout_fraction: {len(ids)} held-out clip; scoring explanations needs "
+                         "at least two")
+    write_arrays(out_path, {"values": np.asarray(values, dtype=np.float32)}, clip_ids=ids, labels=labels,
+                 attrs={"layer": layer, "split": HELDOUT, "config": settings})
+    log.info("%s: %d neurons over %d held-out clips", layer, values.shape[1], len(ids))
 
 
 def write_neurons(out_path, values, ids, labels, *, layer: str, settings: dict, names=None) -> None:
@@ -106,10 +127,11 @@ def fit_head(embedding, labels, settings: dict) -> Head:
     return Head(coef, intercept, classes)
 
 
-def head_step(*, layer_path, split_path, head_h5, neurons_h5, evaluation_json, label: str, settings: dict,
-              model) -> None:
+def head_step(*, layer_path, split_path, head_h5, neurons_h5, heldout_h5, evaluation_json, label: str,
+              settings: dict, model) -> None:
     """The head fitted on the probe clips' embeddings (``layer_path`` is the layer whose input is the
-    embedding), its logits over the probe clips as a neuron file, and its accuracy on both splits."""
+    embedding), its logits over the probe clips as a neuron file and over the held-out clips, and its
+    accuracy on both splits."""
     with LayerFile(layer_path) as stored:
         clip_ids, labels, layer = stored.clip_ids, stored.labels, stored.attrs["layer"]
         if label not in labels:
@@ -128,5 +150,8 @@ def head_step(*, layer_path, split_path, head_h5, neurons_h5, evaluation_json, l
     write_neurons(neurons_h5, head.logits(embedding[probe]), [clip_ids[i] for i in probe],
                   {k: list(np.asarray(v)[probe]) for k, v in labels.items()}, layer=HEAD,
                   settings={**settings, "neurons": {"per_layer": "all", "seed": 0}}, names=head.classes)
+    heldout = split[HELDOUT]
+    write_heldout(heldout_h5, head.logits(embedding[heldout]), [clip_ids[i] for i in heldout],
+                  {k: list(np.asarray(v)[heldout]) for k, v in labels.items()}, layer=HEAD, settings=settings)
     write_json(evaluation_json, {"classes": head.classes, "accuracy": accuracy, "embedding_layer": layer,
                                  "clips": {name: len(rows) for name, rows in split.items()}})

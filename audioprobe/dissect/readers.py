@@ -59,6 +59,29 @@ def read_neurons(paths) -> dict[str, Neurons]:
     return layers
 
 
+class HeldOut:
+    """One layer's held-out file: values [held-out clips, neurons] and the clips' labels."""
+
+    def __init__(self, path):
+        with LayerFile(path) as stored:
+            self.layer = stored.attrs["layer"]
+            self.clip_ids = stored.clip_ids
+            self.labels = stored.labels
+            self.values = stored.file["values"][()]
+
+
+def read_heldout(paths) -> dict[str, HeldOut]:
+    """{layer: its held-out file}; every file must cover the same clips in the same order."""
+    layers = {}
+    for path in paths:
+        stored = HeldOut(path)
+        if layers and stored.clip_ids != next(iter(layers.values())).clip_ids:
+            raise ValueError(f"{path} covers other held-out clips than {paths[0]}: rerun the dissection's "
+                             "held-out steps")
+        layers[stored.layer] = stored
+    return layers
+
+
 def captions_of(path) -> tuple[dict[str, str], str]:
     table = read_csv(path)
     return dict(zip(table["clip_id"], table["caption"].fillna(""))), csv_config(path).get("captioner", "?")

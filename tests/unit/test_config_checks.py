@@ -115,6 +115,9 @@ def test_the_default_config_passes_every_check():
       "compare": {"runs": [{"dataset": "maas-synth", "models": ["yamnet"], "targets": ["brain"]}]}},
      "compare.runs[0].targets: 'brain' holds responses to 'commands-synth', not to 'maas-synth'"),
     ({"datasets": {"brain": {**BRAIN, "axes": ["stimuli", "voxels"]}}}, "datasets.brain"),
+    ({"dissect": {"llm": {"prompts": {"simulation_line": "Sound: {caption}\nScore: "}}}},
+     "dissect.llm.prompts.simulation_line has no {explanation}"),
+    ({"dissect": {"scoring": {"alpha": 0}}}, "dissect.scoring.alpha: 0 is less than or equal to the minimum of 0"),
 ])
 def test_a_bad_setting_is_refused_naming_its_key(sections, message):
     with pytest.raises(config.ConfigError) as error:

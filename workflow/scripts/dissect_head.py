@@ -9,5 +9,6 @@ settings = snakemake.params.dissect
 model = load(snakemake.wildcards.model, snakemake.params.model_config, snakemake.params.weights,
              threads=snakemake.threads)
 head_step(layer_path=snakemake.input.layer, split_path=snakemake.input.split, head_h5=snakemake.output.head,
-          neurons_h5=snakemake.output.neurons, evaluation_json=snakemake.output.evaluation, label=settings["label"],
+          neurons_h5=snakemake.output.neurons,
+          heldout_h5=snakemake.output.heldout, evaluation_json=snakemake.output.evaluation, label=settings["label"],
           settings=settings, model=model)
