@@ -602,6 +602,12 @@ def simulation_llm_setting(wildcards):
     return {**llm_setting("simulation")(wildcards), "line": prompts["simulation_line"]}
 
 
+def simulation_setting(wildcards):
+    """What the simulated predictions depend on: not the metrics' quantile or the bootstrap."""
+    scoring = config["dissect"]["scoring"]
+    return {"simulation": scoring["simulation"], "seed": scoring["seed"]}
+
+
 def scoring_setting(wildcards):
     """The scoring's settings and the concept encoder that presence is measured with."""
     return {**config["dissect"]["scoring"], "concepts": config["dissect"]["concepts"]}

@@ -506,7 +506,7 @@ rule simulate_explanations:
         simulation=f"{DISSECT}/simulation.h5",
         stats=f"{DISSECT}/simulation.llm.json",
     params:
-        scoring=dissect_setting("scoring"),
+        scoring=simulation_setting,
         llm=simulation_llm_setting,
     log:
         "results/logs/simulate_explanations/{model}/{dataset}.log",

@@ -318,11 +318,14 @@ LATENT_AFTER_DECODING = {"train_flow": 1, "figure1": 1, "transfer_edit": 1, "tra
                          "transfer_statistics": 1}
 METAMERS_AFTER_SYNTHESIS = {"synthesise_metamers": 3, "validate_metamers": 3, "metamer_pass_rates": 1,
                             "listening_package": 1}
+# The explanations' scores follow every table that holds an explanation.
+SCORING = {"simulate_explanations": 1, "score_explanations": 1}
 # Study 3 keeps this one up to date: its jobs that follow new maas-synth audio (and so new activations).
 DISSECT_AFTER_MAAS_SYNTH = {"dissect_split": 1, "caption_clips": 1, "dissect_neurons": 3, "dissect_head": 1,
                             "summarise_neurons": 1, "calibrate_summaries": 1, "open_concepts": 1,
                             "concept_scores": 1, "closed_concepts": 1, "icl_concepts": 1, "evaluate_last_layer": 1,
-                            "prune_by_concept": 1, "pos_ablation": 1, "interpretability": 1}
+                            "prune_by_concept": 1, "pos_ablation": 1, "interpretability": 1,
+                            "heldout_neurons": 3, "caption_heldout": 1, **SCORING}
 
 # The comparisons read the pooled layers (and the RSA the manifest's recordings): they follow any new pooling.
 COMPARE_AFTER_POOLING = {"cka_pair": 1, "label_rsa": 1, "layer_profiles": 1}
@@ -377,31 +380,39 @@ RERUN_CASES = [
     # A new summary prompt: the summaries and everything that reads them; captions and neurons stay.
     pytest.param({"dissect": {"llm": {"prompts": {"summary": "Descriptions:\n{captions}\nIn short:"}}}},
                  {"summarise_neurons": 1, "calibrate_summaries": 1, "open_concepts": 1, "closed_concepts": 1,
-                  "icl_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
+                  "icl_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "pos_ablation": 1, **SCORING,
+                  "all": 1},
                  id="llm-prompt"),
     # Another prompt of the LLM (the adjective filter) reruns only its own step and what reads it.
     pytest.param({"dissect": {"llm": {"prompts": {"adjective": "Word: {word}\nA sound word:"}}}},
-                 {"open_concepts": 1, "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
+                 {"open_concepts": 1, "prune_by_concept": 1, "pos_ablation": 1, **SCORING, "all": 1},
                  id="adjective-prompt"),
     pytest.param({"dissect": {"similarity": {"functions": ["cos", "wpmi"]}}},
-                 {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "all": 1},
+                 {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, **SCORING, "all": 1},
                  id="similarity-function"),
     # The scale of the cosines is the closed-set matching's alone: the concept scores are not recomputed.
     pytest.param({"dissect": {"similarity": {"scale": 100}}},
-                 {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, "all": 1},
+                 {"closed_concepts": 1, "evaluate_last_layer": 1, "prune_by_concept": 1, **SCORING, "all": 1},
                  id="similarity-scale"),
     # More draws of the random pruning baselines rerun the pruning alone, not the closed concepts.
     pytest.param({"dissect": {"pruning": {"random_seeds": 2}}},
                  {"prune_by_concept": 1, "all": 1},
                  id="pruning-random-seeds"),
     pytest.param({"dissect": {"icl": {"summary": "highly"}}},
-                 {"icl_concepts": 1, "evaluate_last_layer": 1, "all": 1},
+                 {"icl_concepts": 1, "evaluate_last_layer": 1, **SCORING, "all": 1},
                  id="icl-summary"),
     # ICL reads the calibrated summaries, so it and the last-layer table follow the calibration.
     pytest.param({"dissect": {"calibration": {"threshold": 0.6}}},
                  {"calibrate_summaries": 1, "open_concepts": 1, "icl_concepts": 1, "evaluate_last_layer": 1,
-                  "prune_by_concept": 1, "pos_ablation": 1, "all": 1},
+                  "prune_by_concept": 1, "pos_ablation": 1, **SCORING, "all": 1},
                  id="calibration-threshold"),
+    # The scoring's own settings: the metrics' quantile reruns the scores alone (the LLM's predictions stay);
+    # the simulation's prompt or clips rerun the simulation too.
+    pytest.param({"dissect": {"scoring": {"alpha": 0.2}}}, {"score_explanations": 1, "all": 1}, id="scoring-alpha"),
+    pytest.param({"dissect": {"scoring": {"simulation": {"max_clips": 8}}}}, {**SCORING, "all": 1},
+                 id="simulation-clips"),
+    pytest.param({"dissect": {"llm": {"prompts": {"simulation_line": "{caption} / {explanation}: "}}}},
+                 {**SCORING, "all": 1}, id="simulation-prompt"),
     # Comparisons: each setting reruns its own measure (and the profile figure that reads the RSA tables).
     pytest.param({"compare": {"cka": {"unbiased": False}}}, {"cka_pair": 1, "all": 1}, id="cka-estimator"),
     pytest.param({"compare": {"label_rsa": {"bootstrap": 30}}}, {"label_rsa": 1, "layer_profiles": 1, "all": 1},

@@ -7,5 +7,5 @@ from audioprobe.workflow import setup
 setup(snakemake)
 simulate_step(closed_path=snakemake.input.closed, icl_path=snakemake.input.icl, open_path=snakemake.input.open,
               captions_path=snakemake.input.captions, out_h5=snakemake.output.simulation,
-              stats_json=snakemake.output.stats, settings=snakemake.params.scoring["scoring"],
+              stats_json=snakemake.output.stats, settings=snakemake.params.scoring,
               llm_settings=snakemake.params.llm)
