@@ -208,9 +208,13 @@ def plot_summary(summary: pd.DataFrame, path) -> None:
 
     metrics = [*es.METRICS, SIMULATION]
     figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), sharey=False)
-    layers = list(dict.fromkeys(summary["layer"])) if len(summary) else []
+    if summary.empty:
+        axes[0].text(0, 0.5, "no neuron has an explanation to score", transform=axes[0].transAxes)
+        save_figure(figure, path)
+        return
+    layers = list(dict.fromkeys(summary["layer"]))
     for ax, metric in zip(axes, metrics):
-        part = summary[summary["metric"] == metric] if len(summary) else summary
+        part = summary[summary["metric"] == metric]
         for (method, function), group in part.groupby(["method", "function"], sort=True):
             x = [layers.index(layer) for layer in group["layer"]]
             err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]]).clip(min=0)
@@ -219,8 +223,7 @@ def plot_summary(summary: pd.DataFrame, path) -> None:
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
         ax.set_title(metric)
         ax.axhline(0, color="grey", linewidth=0.5)
-    if layers:
-        axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     axes[0].set_ylabel("mean score over neurons (95 % bootstrap CI)")
     figure.tight_layout()
     save_figure(figure, path)

@@ -135,3 +135,12 @@ def test_presence_scores_match_the_metrics_and_carry_their_checks():
     row = scoring.presence_scores(a, c, alpha=0.2, seed=0)
     assert row["f1"] == 1.0 and row["iou"] == 1.0 and row["f1_missing_labels"] and row["f1_extra_labels"]
     assert set(scoring.presence_scores(a, c, 0.2, 0, prefix="random_")) == {f"random_{m}" for m in METRICS}
+
+
+def test_a_layer_without_any_explanation_gives_an_empty_summary_and_a_figure_that_says_so(tmp_path):
+    rows = pd.DataFrame({"layer": ["l1"], "neuron": [0], "method": ["db"], "function": ["cos"],
+                         "status": ["constant neuron"]})
+    summary = scoring.summarise(rows, draws=50, seed=0, order=["l1"])
+    assert summary.empty
+    scoring.plot_summary(summary, tmp_path / "scores.png")
+    assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
