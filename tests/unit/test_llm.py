@@ -54,6 +54,10 @@ def test_the_simulator_reads_digit_probabilities_caches_them_and_follows_an_orac
 
     first, simulator = simulate(TextCache(tmp_path / "cache"))
     assert simulator.calls == 8 and all(mass > 0.9 for _, mass in first.values())
+    # why the scale is 0-9 and not Bills' 0-10: "10" cannot be read as one token
+    assert len(simulator._tokens("10")) == 2
+    with pytest.raises(ValueError, match="'10' is 2 tokens"):
+        simulator._single_token("10")
     for explanation in ("dog", "rain"):
         own = first[(explanation, explanation)][0]
         assert all(own > value for (e, c), (value, _) in first.items() if e == explanation and c != explanation)
