@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def probe_clips(manifest_path, root, split_path, sample_rate: int, which: str = PROBE):
-    """The probe (or held-out) clips of the split as :class:`audioprobe.dissect.captions.Clip`, their audio at ``sample_rate``."""
+    """The probe (or held-out) clips of the split as :class:`audioprobe.dissect.captions.Clip`, their audio at
+    ``sample_rate``."""
     from audioprobe.datasets.manifest import load_clip, read_manifest
     from audioprobe.dissect.captions import Clip
 
