@@ -132,6 +132,11 @@ class CachedLLM:
         return text
 
     def stats(self) -> dict:
-        rate = self.tokens / self.seconds if self.seconds else 0.0
-        return {"llm_calls": self.calls, "cache_hits": self.cache.hits, "tokens": self.tokens,
-                "seconds": round(self.seconds, 2), "tokens_per_second": round(rate, 1)}
+        return usage(self.calls, self.cache.hits, self.tokens, self.seconds)
+
+
+def usage(calls: int, cache_hits: int, tokens: int, seconds: float) -> dict:
+    """The record every LLM step writes beside its output (``*.llm.json``)."""
+    rate = tokens / seconds if seconds else 0.0
+    return {"llm_calls": calls, "cache_hits": cache_hits, "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_second": round(rate, 1)}

@@ -18,6 +18,7 @@ answering with a score and the expected value says little.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -65,6 +66,8 @@ class Simulator:
         self._model = None
         self._prefix = None
         self.calls = 0
+        self.tokens = 0  # evaluated: each few-shot prefix once, and every question
+        self.seconds = 0.0
 
     def _load(self):
         if self._model is None:
@@ -93,6 +96,7 @@ class Simulator:
             tokens = [model.token_bos()] + self._tokens(prefix)
             self._check_length(len(tokens), "the simulation prompt's few-shot part")
             model.eval(tokens)
+            self.tokens += len(tokens)
             self._prefix, self._prefix_tokens = prefix, model.n_tokens
         return self._prefix_tokens
 
@@ -107,6 +111,7 @@ class Simulator:
         cached = self.cache.get(key)
         if cached is not None:
             return tuple(cached)
+        started = time.perf_counter()
         start = self._evaluate_prefix(prefix)
         model = self._model
         model.n_tokens = start  # eval drops what followed the prefix and evaluates the line after it
@@ -114,9 +119,13 @@ class Simulator:
         self._check_length(start + len(tokens), "a simulation question")
         model.eval(tokens)
         value = expected_value(model.scores[model.n_tokens - 1], self._digits)
+        self.seconds += time.perf_counter() - started
         self.calls += 1
+        self.tokens += len(tokens)
         self.cache.put(key, list(value))
         return value
 
     def stats(self) -> dict:
-        return {"llm_calls": self.calls, "cache_hits": self.cache.hits}
+        from audioprobe.llm import usage
+
+        return usage(self.calls, self.cache.hits, self.tokens, self.seconds)

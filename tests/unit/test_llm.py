@@ -54,6 +54,11 @@ def test_the_simulator_reads_digit_probabilities_caches_them_and_follows_an_orac
 
     first, simulator = simulate(TextCache(tmp_path / "cache"))
     assert simulator.calls == 8 and all(mass > 0.9 for _, mass in first.values())
+    # its record has the summaries' keys: the prefix is evaluated once, then only each question's tokens
+    lines = [clip_line(prompts["simulation_line"], e, f"A recording of {c}.") for e, c in first]
+    stats = simulator.stats()
+    assert stats["tokens"] == simulator._prefix_tokens + sum(len(simulator._tokens(line)) for line in lines)
+    assert stats["seconds"] > 0 and stats["tokens_per_second"] > 0
     # why the scale is 0-9 and not Bills' 0-10: "10" cannot be read as one token
     assert len(simulator._tokens("10")) == 2
     with pytest.raises(ValueError, match="'10' is 2 tokens"):
@@ -63,3 +68,4 @@ def test_the_simulator_reads_digit_probabilities_caches_them_and_follows_an_orac
         assert all(own > value for (e, c), (value, _) in first.items() if e == explanation and c != explanation)
     again, second = simulate(TextCache(tmp_path / "cache"))
     assert second.calls == 0 and second._model is None and again == first
+    assert second.stats() == {"llm_calls": 0, "cache_hits": 8, "tokens": 0, "seconds": 0.0, "tokens_per_second": 0.0}
