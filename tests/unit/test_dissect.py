@@ -17,7 +17,7 @@ from audioprobe.dissect.evaluation import (_ablated, caption_clusters, caption_s
                                            pruning_selections, uninterpretable_share)
 from audioprobe.dissect.neurons import channel_masks
 from audioprobe.dissect.probing import Head, fit_head, head_step
-from audioprobe.dissect.readers import Neurons, read_concepts
+from audioprobe.dissect.readers import Neurons, read_concepts, read_heldout
 
 
 # --- neurons ---------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_the_head_step_fits_on_the_probe_clips_only_and_writes_its_outputs(tmp_p
                                                     "split": [split[i] for i in order]}))
     settings = {"head": {"C": 1.0, "max_iter": 500}, "top_k": 2}
     paths = {"head_h5": tmp_path / "head.h5", "neurons_h5": tmp_path / "neurons_head.h5",
-             "evaluation_json": tmp_path / "head.json"}
+             "heldout_h5": tmp_path / "heldout_head.h5", "evaluation_json": tmp_path / "head.json"}
     head_step(layer_path=tmp_path / "layer14.h5", split_path=tmp_path / "split.csv", **paths, label="material",
               settings=settings, model=MeanEmbedding())
 
@@ -132,6 +132,15 @@ def test_the_head_step_fits_on_the_probe_clips_only_and_writes_its_outputs(tmp_p
     is_metal = np.array([material[ids.index(c)] == "metal" for c in probe])
     assert ((stored.values[:, 0] > stored.values[:, 1]) == is_metal).all()
     assert stored.sampled.tolist() == [0, 1]  # every output neuron is summarised
+    # the held-out logits, on which the head's explanations are scored: the same head, the held-out clips
+    (heldout,) = read_heldout([paths["heldout_h5"]]).values()
+    kept = [ids[i] for i in order if split[i] == "heldout"]
+    assert heldout.layer == "head" and heldout.clip_ids == kept and heldout.labels["material"] == [
+        material[ids.index(c)] for c in kept]
+    embedding = values[[ids.index(c) for c in kept]].reshape(4, -1, 1024).mean(axis=1)
+    np.testing.assert_allclose(heldout.values, head.logits(embedding), rtol=1e-6)
+    is_metal = np.array([material[ids.index(c)] == "metal" for c in kept])
+    assert ((heldout.values[:, 0] > heldout.values[:, 1]) != is_metal).all()  # channel 0 flips on these clips
 
     with pytest.raises(ValueError, match="dissect.label: .* has no label 'word'"):
         head_step(layer_path=tmp_path / "layer14.h5", split_path=tmp_path / "split.csv", **paths, label="word",

@@ -36,6 +36,7 @@ PROVIDED = {"snakemake"}
 OPTIONAL = {
     ("caption_clips", "torch"): "dissect.captions.backend: salmonn (SALMONN's own code and checkpoints, "
                                 "README); the default tags backend runs YAMNet in TensorFlow",
+    ("caption_heldout", "torch"): "as caption_clips: the held-out clips are captioned by the same backend",
     ("synthesise_metamers", "tensorflow"): "a keyword network's jobs run in the TensorFlow env (metamer_env); "
                                            "in a PyTorch model's env the keyword branch is never taken",
     ("validate_metamers", "tensorflow"): "as synthesise_metamers",
@@ -45,6 +46,8 @@ OPTIONAL = {
     ("validate_metamers", "torch"): "PyTorch tensors are made only for a PyTorch model, in the torch env",
     ("concept_scores", "open_clip"): "dissect.similarity.encoder: clip needs open-clip-torch, which pulls "
                                      "torchvision and a CUDA torch: installed by the user (README)",
+    ("score_explanations", "open_clip"): "as concept_scores: the concept presence embeds concepts with the "
+                                         "same encoder, CLIP's only when the user installed it",
 }
 
 
