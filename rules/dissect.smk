@@ -146,7 +146,13 @@ rule caption_heldout:
         audio=clip_audio,
         split=f"{DISSECT}/split.csv",
     output:
-        f"{DISSECT}/heldout/captions.csv",
+        report(
+            f"{DISSECT}/heldout/captions.csv",
+            caption="../workflow/report/dissect_heldout_captions.rst",
+            category=DISSECT_REPORT,
+            subcategory="{model} on {dataset}",
+            labels={"output": "captions: held-out clips"},
+        ),
     params:
         captions=caption_settings,
         root=dataset_root_of,

@@ -434,7 +434,8 @@ def test_a_config_change_reruns_exactly_these_rules(tiny_run, yamnet_tflite, ove
 # (audioprobe.io.store), Keras' training history drops its per-epoch seconds, torch.save is given a file
 # object (so the archive's inner folder name is fixed), and matplotlib's PNGs carry no date.
 TIMED_FOLDERS = ("logs", "benchmarks")
-TIMED_JSON_KEYS = {r"results/dissect/[^/]+/[^/]+/summaries\.llm\.json": {"seconds", "tokens_per_second"}}
+TIMED_JSON_KEYS = {
+    r"results/dissect/[^/]+/[^/]+/(summaries|simulation)\.llm\.json": {"seconds", "tokens_per_second"}}
 
 
 # What the comparison must cover, so that it cannot pass by comparing nothing: kind -> path regex.
