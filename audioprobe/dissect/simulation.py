@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from audioprobe.llm import usage
+
 log = logging.getLogger(__name__)
 
 SCALE = tuple(str(value) for value in range(10))
@@ -126,6 +128,4 @@ class Simulator:
         return value
 
     def stats(self) -> dict:
-        from audioprobe.llm import usage
-
         return usage(self.calls, self.cache.hits, self.tokens, self.seconds)
